@@ -1,0 +1,5 @@
+"""``python -m mriganx`` (and ``torchrun -m mriganx``) runs the command line."""
+
+from mriganx.cli import app
+
+app()

@@ -1,0 +1,142 @@
+"""The ``mriganx`` command: a thin Typer face over the library. Each command parses options and calls one
+library function; errors the user can fix print one line (``error: <path>: <what>``) and exit with code 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from mriganx.config import Direction, load_config, override
+from mriganx.errors import MriganxError
+
+app = typer.Typer(
+    name="mriganx",
+    help="Translate brain MRI between T1-weighted and T2-weighted contrast with an unpaired CycleGAN.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+STATE = {"debug": False}
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
+    STATE["debug"] = debug
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn MriganxError (and a few OS errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MriganxError as error:
+            if STATE["debug"]:
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the phantom subjects.")],
+    subjects: Annotated[int, typer.Option(help="How many subjects.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the first subject (subject i uses seed + i).")] = 0,
+    size: Annotated[str, typer.Option(help="Grid shape X,Y,Z in RAS order.")] = "181,217,181",
+    spacing: Annotated[float, typer.Option(help="Voxel size in mm.")] = 1.0,
+    orientation: Annotated[str, typer.Option(help="Axis codes of the stored voxel order, e.g. RAS, LPS, LAS.")] = "RAS",
+    noise: Annotated[float, typer.Option(help="Rician noise sigma as a fraction of the brightest tissue.")] = 0.0,
+    bias: Annotated[float, typer.Option(help="Amplitude of a smooth multiplicative bias field.")] = 0.0,
+    png: Annotated[bool, typer.Option(help="Also write 8-bit axial PNG slices.")] = False,
+) -> None:
+    """Write synthetic head phantoms: paired T1w/T2w NIfTI volumes with tissue labels (ground truth)."""
+    from mriganx.synthetic import write_subjects
+
+    try:
+        shape = tuple(int(v) for v in size.split(","))
+        assert len(shape) == 3 and min(shape) > 0
+    except (ValueError, AssertionError):
+        raise MriganxError(size, "--size needs three positive integers like 181,217,181") from None
+    if len(orientation) != 3:
+        raise MriganxError(orientation, "--orientation needs three axis codes like RAS or LPS")
+    written = write_subjects(out_dir, subjects, seed, shape=shape, spacing=spacing, axcodes=orientation.upper(),
+                             noise=noise, bias=bias, png=png)
+    for subject in written:
+        typer.echo(f"{subject['t1']}  {subject['t2']}")
+
+
+@app.command()
+@friendly
+def train(
+    t1_dir: Annotated[Path, typer.Option("--t1-dir", help="Folder of T1w images (NIfTI, DICOM, PNG).")],
+    t2_dir: Annotated[Path, typer.Option("--t2-dir", help="Folder of T2w images (unpaired).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, checkpoints, logs.")] = Path("runs/mriganx"),
+    config: Annotated[str, typer.Option(help="Shipped config name (default, cpu, smoke) or a YAML file.")] = "cpu",
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Slices per batch and contrast.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
+    from mriganx.training import train as run_training
+
+    cfg = load_config(out / "config.yaml") if resume and (out / "config.yaml").exists() else load_config(config)
+    cfg = override(cfg, {
+        "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.max_steps": max_steps,
+        "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
+    })
+    result = run_training(cfg, t1_dir, t2_dir, out, resume=resume)
+    state = "interrupted; continue with --resume" if result.interrupted else "done"
+    typer.echo(f"{state}: {result.steps} steps in {result.seconds:.0f} s")
+    typer.echo(f"model: {result.model_path}")
+    typer.echo(f"evolution strip: {result.run_dir / 'evolution.png'}")
+    typer.echo(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+@friendly
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="NIfTI/PNG files, DICOM series folders or files, or folders of them.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model.pt.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder (or file name, for one input).")] = None,
+    direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
+) -> None:
+    """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
+    from mriganx.convert import convert as run_convert
+
+    report = run_convert(inputs, model, direction, output, device, batch_size, overwrite, skip_existing)
+    for path in report.written:
+        typer.echo(str(path))
+    for path in report.skipped:
+        typer.echo(f"skipped (exists): {path}", err=True)
+    for error in report.failed:
+        typer.echo(f"error: {error}", err=True)
+    if report.failed:
+        raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

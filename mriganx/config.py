@@ -1,0 +1,185 @@
+"""One typed configuration object, loaded from YAML in ``configs/`` and overridden from the command line.
+
+Shipped configs: ``default`` (the CycleGAN paper's settings), ``cpu`` (learns the T1w/T2w contrast in tens of minutes
+on two CPU cores) and ``smoke`` (tiny, for tests). ``--config`` takes one of those names or a path to a YAML file;
+keys that a file leaves out keep the defaults of the dataclasses below.
+
+>>> cfg = load_config("smoke")
+>>> cfg.model.ngf <= 8
+True
+>>> override(cfg, {"train.batch_size": 3}).train.batch_size
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mriganx.errors import MriganxError
+
+
+class GeneratorKind(str, Enum):
+    RESNET = "resnet"
+
+
+class Direction(str, Enum):
+    T1_TO_T2 = "t1-to-t2"
+    T2_TO_T1 = "t2-to-t1"
+
+    @property
+    def target(self) -> str:
+        return "t2" if self is Direction.T1_TO_T2 else "t1"
+
+    @property
+    def source(self) -> str:
+        return "t1" if self is Direction.T1_TO_T2 else "t2"
+
+
+@dataclass
+class ModelConfig:
+    generator: GeneratorKind = GeneratorKind.RESNET
+    ngf: int = 64
+    n_blocks: int = 9
+    ndf: int = 64
+    d_layers: int = 3
+    # Air gives no signal in any contrast: where the input is background the output is set to background, so the
+    # networks spend their capacity on the head (see mriganx.intensity.head_mask for the rule).
+    mask_background: bool = True
+
+
+@dataclass
+class DataConfig:
+    lower_percentile: float = 0.0
+    upper_percentile: float = 99.5
+    crop_size: tuple[int, int] | None = None  # random training crops (rows, cols); None trains on whole slices
+    pad_multiple: int = 4  # the generator downsamples twice
+    min_head_fraction: float = 0.02  # slices whose head covers less of the slice are not used for training
+    flip: bool = True  # random left-right flips
+    affine_prob: float = 0.0  # probability of a small random rotation/scale per sample
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # at the initial learning rate
+    epochs_decay: int = 100  # then linear decay to zero
+    batch_size: int = 1
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lambda_cycle: float = 10.0
+    identity_weight: float = 0.5  # identity loss weight as a fraction of lambda_cycle
+    pool_size: int = 50
+    ema_decay: float = 0.0  # exponential moving average of the generator weights; 0 disables it
+    seed: int = 0
+    max_steps: int | None = None
+    log_every: int = 10
+    image_every: int = 200
+    checkpoint_every: int = 200
+    strip_every_epochs: int = 1
+    device: str = "auto"
+    num_threads: int | None = None
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, Enum):
+                return value.value
+            if isinstance(value, tuple):
+                return list(value)
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path = "<dict>") -> Config:
+        sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+        unknown = set(data) - set(sections) - {"name"}
+        if unknown:
+            raise MriganxError(source, f"unknown config section(s): {', '.join(sorted(unknown))}")
+        parts: dict[str, Any] = {"name": str(data.get("name", Path(str(source)).stem))}
+        for key, kind in sections.items():
+            parts[key] = _build(kind, data.get(key) or {}, f"{source} [{key}]")
+        return cls(**parts)
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _build(kind: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise MriganxError(where, f"unknown key(s): {', '.join(sorted(unknown))}")
+    defaults = kind()
+    converted = {}
+    for name, value in values.items():
+        converted[name] = _coerce(getattr(defaults, name), value, fields[name].type)
+    return kind(**converted)
+
+
+def _coerce(default: Any, value: Any, annotation: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(default, Enum):
+        return type(default)(value)
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with the package."""
+    files = importlib.resources.files("mriganx.configs")
+    return sorted(p.name[: -len(".yaml")] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path) -> Config:
+    """Load a shipped config by name (``default``, ``cpu``, ``smoke``) or any YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise MriganxError(path, "config file does not exist")
+        text = path.read_text()
+        source: str | Path = path
+    else:
+        resource = importlib.resources.files("mriganx.configs") / f"{name_or_path}.yaml"
+        if not resource.is_file():
+            raise MriganxError(name_or_path, f"no such config; shipped configs: {', '.join(shipped_configs())}")
+        text = resource.read_text()
+        source = str(name_or_path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise MriganxError(path, f"not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise MriganxError(path, "a config must be a mapping of sections")
+    data.setdefault("name", path.stem)
+    return Config.from_dict(data, source)
+
+
+def override(config: Config, values: dict[str, Any]) -> Config:
+    """Return a copy of ``config`` with dotted keys (``"train.batch_size"``) replaced; ``None`` values are ignored."""
+    data = config.to_dict()
+    for dotted, value in values.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        data[section][key] = value
+    return Config.from_dict(data, f"config {config.name}")

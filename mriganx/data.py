@@ -1,0 +1,164 @@
+"""The unpaired slice data set: every usable slice of a T1w folder and of a T2w folder, decoded, put in the slice
+frame, normalised and padded once, kept in memory, and sampled as independent random (T1w, T2w) pairs.
+
+A folder may hold NIfTI volumes or slices, PNG slices, DICOM files or series sub-folders, in any mix. Files that
+are not images (notes, JSON side-cars, hidden files) are skipped with a warning; an image that cannot be read stops
+the run with a one-line error naming it, because silently training on less data than asked is worse.
+
+>>> import numpy as np, torch
+>>> from mriganx.intensity import IntensityRange
+>>> s = SliceSet(torch.zeros(3, 1, 8, 8), torch.ones(3, 1, 8, 8, dtype=torch.bool), [IntensityRange(0, 1)], "demo")
+>>> len(s)
+3
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mriganx.config import DataConfig
+from mriganx.errors import MriganxError
+from mriganx.frame import to_slices
+from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range, normalise, pad_slices
+from mriganx.io import ImageKind, image_kind, load_image
+
+log = logging.getLogger(__name__)
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image paths in a folder, sorted: NIfTI and PNG files, and DICOM series (a folder holding DICOM files)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise MriganxError(folder, "does not exist")
+    if not folder.is_dir():
+        raise MriganxError(folder, "is not a folder")
+    if image_kind(folder) is ImageKind.DICOM:
+        return [folder]
+    found: list[Path] = []
+    skipped: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        kind = image_kind(entry)
+        if kind is not None:
+            found.append(entry)
+        elif entry.is_dir():
+            found.extend(find_images(entry))
+        else:
+            skipped.append(entry.name)
+    if skipped:
+        log.warning("%s: skipped %d non-image file(s): %s", folder, len(skipped), ", ".join(skipped[:5]))
+    if not found:
+        raise MriganxError(folder, "holds no NIfTI, DICOM or PNG images")
+    return found
+
+
+@dataclass
+class SliceSet:
+    """Normalised, padded slices ``(n, 1, rows, cols)`` of one contrast with their head masks."""
+
+    slices: torch.Tensor
+    masks: torch.Tensor
+    ranges: list[IntensityRange]
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return self.slices.shape[0]
+
+    @property
+    def typical_range(self) -> IntensityRange:
+        return median_range(self.ranges)
+
+
+def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
+    """Read every image in ``folder`` into a :class:`SliceSet` (the in-memory cache the training samples from)."""
+    paths = find_images(folder)
+    digest = hashlib.sha256()
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    mask_groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    ranges: list[IntensityRange] = []
+    for path in paths:
+        image = load_image(path)
+        rng = fit_range(image.array, config.lower_percentile, config.upper_percentile)
+        slices = normalise(to_slices(image.array, image.affine), rng)
+        masks = head_mask(slices)
+        keep = masks.mean(axis=(1, 2)) >= config.min_head_fraction
+        if not keep.any():
+            log.warning("%s: no slice shows enough head, skipped", path)
+            continue
+        ranges.append(rng)
+        groups.setdefault(slices.shape[1:], []).append(slices[keep])
+        mask_groups.setdefault(slices.shape[1:], []).append(masks[keep])
+        digest.update(path.name.encode())
+        digest.update(slices.tobytes())
+    if not groups:
+        raise MriganxError(folder, "no image in this folder shows a head (all slices are background)")
+    # Slices of different sizes are padded to one common size so that they batch together.
+    rows = max(shape[0] for shape in groups)
+    cols = max(shape[1] for shape in groups)
+    size = (rows, cols) if config.crop_size is None else (max(rows, config.crop_size[0]), max(cols, config.crop_size[1]))
+    all_slices, all_masks = [], []
+    for shape, parts in groups.items():
+        stack = torch.from_numpy(np.concatenate(parts))[:, None]
+        mask = torch.from_numpy(np.concatenate(mask_groups[shape]))[:, None].float()
+        padded, _ = pad_slices(stack, config.pad_multiple, size)
+        padded_mask, _ = pad_slices(mask * 2 - 1, config.pad_multiple, size)
+        all_slices.append(padded)
+        all_masks.append(padded_mask > 0)
+    return SliceSet(torch.cat(all_slices), torch.cat(all_masks), ranges, digest.hexdigest()[:16])
+
+
+class UnpairedSampler:
+    """Independent random (T1w, T2w) batches with random crops and flips, reproducible from one torch Generator
+    (whose state goes into checkpoints, so a resumed run draws the same samples as an uninterrupted one)."""
+
+    def __init__(self, t1: SliceSet, t2: SliceSet, config: DataConfig, seed: int = 0) -> None:
+        self.t1, self.t2, self.config = t1, t2, config
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, data: SliceSet, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(data), (batch_size,), generator=self.generator)
+        images, masks = data.slices[index], data.masks[index]
+        if self.config.crop_size is not None:
+            rows, cols = self.config.crop_size
+            images, masks = self._crop(images, masks, rows, cols)
+        if self.config.flip:
+            flip = torch.rand(batch_size, generator=self.generator) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            masks = torch.where(flip[:, None, None, None], masks.flip(-1), masks)
+        if self.config.affine_prob > 0:
+            images, masks = self._affine(images, masks)
+        return images.contiguous(), masks.contiguous()
+
+    def _crop(self, images: torch.Tensor, masks: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n, _, height, width = images.shape
+        tops = torch.randint(height - rows + 1, (n,), generator=self.generator)
+        lefts = torch.randint(width - cols + 1, (n,), generator=self.generator)
+        crops = [(images[i, :, t : t + rows, l : l + cols], masks[i, :, t : t + rows, l : l + cols])
+                 for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist()))]
+        return torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
+
+    def _affine(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Small rotations (up to 10 degrees) and scalings (up to 10 %), background filled with -1.
+        n = images.shape[0]
+        apply = torch.rand(n, generator=self.generator) < self.config.affine_prob
+        angle = (torch.rand(n, generator=self.generator) * 2 - 1) * np.deg2rad(10) * apply
+        scale = 1 + (torch.rand(n, generator=self.generator) * 2 - 1) * 0.1 * apply
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+        grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        moved = torch.nn.functional.grid_sample(images + 1, grid, align_corners=False) - 1
+        moved_mask = torch.nn.functional.grid_sample(masks.float(), grid, mode="nearest", align_corners=False) > 0.5
+        return moved, moved_mask
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(t1, t1_mask, t2, t2_mask)`` batches of ``batch_size`` independent slices each."""
+        t1, t1_mask = self._draw(self.t1, batch_size)
+        t2, t2_mask = self._draw(self.t2, batch_size)
+        return t1, t1_mask, t2, t2_mask

@@ -1,0 +1,120 @@
+"""A trained model that translates images: used by ``convert``, ``evaluate`` and ``demo``.
+
+The path of one image: slice frame -> normalise with the image's own robust range -> head mask -> pad ->
+generator (slices in batches, all-background slices skipped: their output is background by construction) ->
+crop -> background outside the head -> map [-1, 1] to the target contrast's training range -> back to the input's
+voxel order. The output array has the input's shape, so it can be written on the input's grid.
+
+Slices go through the network in batches of whole slices rather than through MONAI's ``SliceInferer``: that one
+runs a sliding window on every slice, which is work a fully convolutional network on a padded slice does not need,
+and it cannot skip the empty slices at the top and bottom of a head.
+
+>>> # Translator.load("run/model.pt").translate(load_image("scan.nii.gz"), Direction.T1_TO_T2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mriganx.config import DataConfig, Direction, ModelConfig
+from mriganx.errors import MriganxError
+from mriganx.frame import from_slices, to_slices
+from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, normalise, pad_slices
+from mriganx.io import Image
+from mriganx.networks import build_generator
+from mriganx.training import MODEL_FORMAT, MODEL_FORMAT_VERSION, masked, pick_device
+
+MIN_SIZE = 8  # the smallest slice side the generator takes (it downsamples twice; a 7x7 reflection pad needs more)
+
+
+@dataclass
+class Translation:
+    """A translated image on the input's grid, with what was used to make it."""
+
+    array: np.ndarray
+    direction: Direction
+    input_range: IntensityRange
+    output_range: IntensityRange
+    mask: np.ndarray
+
+
+class Translator:
+    """Both generators of a trained CycleGAN, ready for inference."""
+
+    def __init__(self, payload: dict[str, Any], device: str | torch.device = "auto", source: Path | None = None) -> None:
+        self.source = source
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.model_config = ModelConfig(**{**payload["model"], "generator": payload["model"]["generator"]})
+        self.model_config.generator = type(ModelConfig().generator)(payload["model"]["generator"])
+        self.data_config = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["data"].items()})
+        self.ranges = {name: IntensityRange(*values) for name, values in payload["intensity"].items()}
+        self.generators: dict[Direction, torch.nn.Module] = {}
+        for direction in Direction:
+            net = build_generator(self.model_config)
+            try:
+                net.load_state_dict(payload["generators"][direction.value])
+            except (RuntimeError, KeyError) as exc:
+                raise MriganxError(source, f"weights do not fit the network the model file describes ({str(exc).splitlines()[0]})") from None
+            self.generators[direction] = net.to(self.device).eval()
+        self.payload_info = {k: payload[k] for k in ("mriganx_version", "steps", "data_fingerprint") if k in payload}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+        """Load ``model.pt`` (weights only: a file that carries pickled code is refused)."""
+        path = Path(path)
+        if not path.is_file():
+            raise MriganxError(path, "model file does not exist")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is not a model we can trust
+            reason = "it holds pickled code or objects, refused" if "weights_only" in str(exc) or "Unsupported global" in str(exc) else exc.__class__.__name__
+            raise MriganxError(path, f"not a loadable mriganx model ({reason})") from None
+        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+            raise MriganxError(path, "not a mriganx model file (use RUN_DIR/model.pt, not a checkpoint)")
+        if payload.get("format_version") != MODEL_FORMAT_VERSION:
+            raise MriganxError(path, f"model format version {payload.get('format_version')} is not {MODEL_FORMAT_VERSION}; retrain or upgrade mriganx")
+        return cls(payload, device, path)
+
+    @torch.inference_mode()
+    def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8) -> torch.Tensor:
+        """Normalised slices ``(n, 1, rows, cols)`` and head masks -> translated slices in [-1, 1]."""
+        padded, padding = pad_slices(slices, self.data_config.pad_multiple)
+        padded_mask, _ = pad_slices(masks.float() * 2 - 1, self.data_config.pad_multiple)
+        padded_mask = padded_mask > 0
+        if not self.model_config.mask_background:
+            padded_mask = torch.ones_like(padded_mask)
+        out = torch.full_like(padded, -1.0)
+        busy = torch.nonzero(padded_mask.flatten(1).any(dim=1)).flatten()
+        net = self.generators[direction]
+        for start in range(0, len(busy), batch_size):
+            index = busy[start : start + batch_size]
+            batch = padded[index].to(self.device)
+            out[index] = masked(net(batch), padded_mask[index].to(self.device)).float().cpu()
+        return padding.crop(out)
+
+    def translate(self, image: Image, direction: Direction | str, batch_size: int = 8) -> Translation:
+        """Translate an image; the result has the input's shape and voxel order."""
+        direction = Direction(direction)
+        slices = to_slices(image.array, image.affine)
+        if min(slices.shape[1:]) < MIN_SIZE:
+            raise MriganxError(image.source, f"axial slices are {slices.shape[1]}x{slices.shape[2]}; at least {MIN_SIZE}x{MIN_SIZE} is needed")
+        rng = fit_range(image.array, self.data_config.lower_percentile, self.data_config.upper_percentile)
+        if float(image.array.max()) <= float(image.array.min()):
+            raise MriganxError(image.source, "image is constant; there is nothing to translate")
+        normalised = normalise(slices, rng)
+        masks = head_mask(normalised)
+        out = self.translate_slices(torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None], direction, batch_size)
+        target_range = self.ranges[direction.target]
+        values = denormalise(out[:, 0].numpy(), target_range)
+        return Translation(
+            array=from_slices(values, image.affine),
+            direction=direction,
+            input_range=rng,
+            output_range=target_range,
+            mask=from_slices(masks, image.affine),
+        )

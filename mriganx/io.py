@@ -1,0 +1,297 @@
+"""Reading and writing images: the only module that knows file formats.
+
+Metadata contract (what every reader returns and every writer relies on)
+-----------------------------------------------------------------------
+``load_image(path)`` returns an :class:`Image` with
+
+- ``array``: ``float32``, always 3D ``(i, j, k)`` in the voxel order of the file. A 2D slice (PNG, 2D NIfTI, single
+  DICOM image) has ``k == 1``. Intensities are the stored values after the file's own rescaling (NIfTI
+  ``scl_slope/scl_inter``, DICOM ``RescaleSlope/Intercept``). They are finite: NaN or Inf is refused.
+- ``affine``: 4x4 ``float64`` mapping voxel indices ``(i, j, k, 1)`` to world millimetres in RAS+ (x to the patient's
+  Right, y Anterior, z Superior), the convention of NIfTI and nibabel. DICOM's LPS is converted here, once.
+  For a PNG, which has no geometry, the affine is a nominal 1 mm grid already in the slice frame (see
+  :mod:`mriganx.frame`): rows run anterior -> posterior, columns run from the patient's right to left.
+- ``header``: for NIfTI, the file's own header (qform/sform matrices and codes, pixdim, units, ...), so that a writer
+  can give the output exactly the input's geometry; ``None`` for DICOM and PNG.
+- ``kind``: which reader produced it; ``source``: the path it came from; ``disk_shape``: the array shape in the file
+  (so that a 2D input is written back 2D).
+
+``save_like(array, like, path)`` writes ``array`` (same shape as ``like.array``) as NIfTI on ``like``'s grid: for a
+NIfTI input the header is copied (same affine, qform/sform and codes, pixdim, units) with data float32, scl_slope 1
+and scl_inter 0; for DICOM and PNG inputs both qform and sform hold ``like.affine`` with code 1 (scanner).
+Every writer writes to a temporary file in the destination folder and renames it, so a file appears only complete;
+it refuses to overwrite its source image and, unless asked, any existing file.
+
+>>> import numpy as np, tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> nib_img = __import__("nibabel").Nifti1Image(np.ones((4, 5, 6), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+>>> __import__("nibabel").save(nib_img, folder / "a.nii.gz")
+>>> img = load_image(folder / "a.nii.gz")
+>>> img.array.shape, img.affine[0, 0], img.kind
+((4, 5, 6), 2.0, 'nifti')
+>>> out = save_like(img.array * 2, img, folder / "b.nii.gz")
+>>> float(load_image(out).array.max())
+2.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image as PILImage
+
+from mriganx.errors import MriganxError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+PNG_SUFFIXES = (".png",)
+DICOM_SUFFIXES = (".dcm", ".ima", "")
+# DICOM LPS world coordinates -> NIfTI RAS: negate x and y.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class ImageKind(str, Enum):
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    PNG = "png"
+
+
+@dataclass
+class Image:
+    """An image with its geometry. See the module docstring for the contract."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    kind: ImageKind
+    source: Path
+    header: nib.Nifti1Header | None = None
+    disk_shape: tuple[int, ...] = ()
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+
+def image_kind(path: Path) -> ImageKind | None:
+    """What reader a path needs, or ``None`` if it is not an image this tool reads."""
+    name = path.name.lower()
+    if path.is_dir():
+        return ImageKind.DICOM if any(_is_dicom(p) for p in sorted(path.iterdir())[:50] if p.is_file()) else None
+    if name.endswith(NIFTI_SUFFIXES):
+        return ImageKind.NIFTI
+    if name.endswith(PNG_SUFFIXES):
+        return ImageKind.PNG
+    if _is_dicom(path):
+        return ImageKind.DICOM
+    return None
+
+
+def load_image(path: str | Path, series: str | None = None) -> Image:
+    """Read a NIfTI file, a DICOM file or series folder, or an 8-bit PNG slice (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise MriganxError(path, "does not exist")
+    kind = image_kind(path)
+    if kind is None:
+        what = "folder holds no DICOM files" if path.is_dir() else "not a NIfTI, DICOM or PNG file"
+        raise MriganxError(path, what)
+    reader = {ImageKind.NIFTI: _load_nifti, ImageKind.PNG: _load_png, ImageKind.DICOM: _load_dicom}[kind]
+    image = reader(path, series) if kind is ImageKind.DICOM else reader(path)
+    _check(image)
+    return image
+
+
+def _check(image: Image) -> None:
+    if not np.all(np.isfinite(image.array)):
+        bad = int((~np.isfinite(image.array)).sum())
+        raise MriganxError(image.source, f"{bad} voxels are NaN or Inf; fix or mask them before translating")
+    linear = image.affine[:3, :3]
+    if not np.all(np.isfinite(image.affine)) or abs(np.linalg.det(linear)) < 1e-8:
+        raise MriganxError(image.source, "the voxel-to-world affine is singular; the file's geometry is broken")
+
+
+def _load_nifti(path: Path) -> Image:
+    # nibabel rather than MONAI's NibabelReader: we need the header object itself (qform/sform codes, units) to write
+    # the output on the input's grid, and NibabelReader flattens it into a dict.
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise MriganxError(path, f"cannot read NIfTI data, the file is corrupt or truncated ({exc})") from None
+    except (nib.filebasedimages.ImageFileError, ValueError) as exc:
+        raise MriganxError(path, f"not a valid NIfTI file ({exc})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise MriganxError(path, f"expected NIfTI, nibabel read it as {type(img).__name__}")
+    shape = data.shape
+    if data.ndim == 4 and shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise MriganxError(path, f"image has shape {shape}; a 2D slice or a 3D volume is needed (4D series: split it)")
+    return Image(
+        array=np.asarray(data, dtype=np.float32),
+        affine=img.affine.astype(np.float64),
+        kind=ImageKind.NIFTI,
+        source=path,
+        header=img.header.copy(),
+        disk_shape=tuple(shape),
+    )
+
+
+def _load_png(path: Path) -> Image:
+    try:
+        with PILImage.open(path) as pil:
+            pil.load()
+            if pil.mode not in ("L", "I;16", "I", "F"):
+                pil = pil.convert("L")
+            pixels = np.asarray(pil, dtype=np.float32)
+    except (OSError, SyntaxError) as exc:
+        raise MriganxError(path, f"cannot read PNG ({exc})") from None
+    # Rows run anterior -> posterior and columns from the patient's right to left (the slice frame), 1 mm nominal.
+    affine = np.array([[0.0, -1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    return Image(pixels[..., None], affine, ImageKind.PNG, path, None, pixels.shape)
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.name.startswith(".") or path.suffix.lower() not in DICOM_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_series(folder: Path) -> dict[str, list[str]]:
+    """The DICOM series in a folder: SeriesInstanceUID -> file names ordered along the slice normal."""
+    reader = sitk.ImageSeriesReader()
+    return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
+
+
+def _load_dicom(path: Path, series: str | None = None) -> Image:
+    # SimpleITK (GDCM) rather than MONAI's PydicomReader: GDCM orders a series by ImagePositionPatient projected on
+    # the slice normal and takes the slice spacing from those positions, not from SliceThickness, which is what
+    # dcm2niix does too; MONAI's ITKReader would do the same but needs `itk`, which is not in our stack.
+    try:
+        if path.is_dir():
+            found = dicom_series(path)
+            if not found:
+                raise MriganxError(path, "folder holds no readable DICOM series")
+            if series is None and len(found) > 1:
+                raise MriganxError(path, f"folder holds {len(found)} DICOM series, pick one: {', '.join(found)}")
+            if series is not None and series not in found:
+                raise MriganxError(path, f"no series {series}; the folder holds: {', '.join(found)}")
+            files = found[series or next(iter(found))]
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise MriganxError(path, f"cannot read DICOM, the file is corrupt or truncated ({first})") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise MriganxError(path, "colour DICOM images are not MR magnitude images")
+    return sitk_to_image(image, path, ImageKind.DICOM)
+
+
+def sitk_to_image(image: sitk.Image, source: Path, kind: ImageKind) -> Image:
+    """Wrap a SimpleITK image (LPS, (z, y, x) arrays) as an :class:`Image` (RAS, (i, j, k) arrays)."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    dim = image.GetDimension()
+    array = np.transpose(array, tuple(range(dim))[::-1])
+    spacing = np.array(image.GetSpacing(), dtype=np.float64)
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
+    origin = np.array(image.GetOrigin(), dtype=np.float64)
+    if dim == 2:
+        array = array[..., None]
+        direction = np.block([[direction, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]])
+        # A lone 2D slice has no through-plane direction in ITK; the in-plane cross product gives the slice normal.
+        direction[:, 2] = np.cross(direction[:, 0], direction[:, 1])
+        spacing = np.append(spacing, 1.0)
+        origin = np.append(origin, 0.0)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing
+    lps[:3, 3] = origin
+    return Image(array, LPS_TO_RAS @ lps, kind, source, None, array.shape)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block finishes.
+
+    The temporary name keeps the suffixes so that writers that look at them (``.nii.gz`` means gzip) still work.
+    """
+    path = Path(path)
+    if any(path.resolve() == Path(p).resolve() for p in protect):
+        raise MriganxError(path, "refusing to overwrite an input file; choose another output name")
+    if path.exists() and not overwrite:
+        raise MriganxError(path, "exists; pass --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=folder)
+        os.close(handle)
+    except OSError as exc:
+        raise MriganxError(folder, f"cannot write here ({exc.strerror or exc})") from None
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_like(
+    array: np.ndarray, like: Image, path: str | Path, overwrite: bool = False, description: str = "mriganx"
+) -> Path:
+    """Write ``array`` as NIfTI on the grid of ``like`` (see the module docstring); returns the path."""
+    path = Path(path)
+    if array.shape != like.array.shape:
+        raise ValueError(f"array shape {array.shape} differs from the input grid {like.array.shape}")
+    data = np.asarray(array, dtype=np.float32).reshape(like.disk_shape if like.kind is ImageKind.NIFTI else array.shape)
+    if like.kind is ImageKind.NIFTI and like.header is not None:
+        header = like.header.copy()
+        header.set_data_dtype(np.float32)
+        # Built from the header alone so that qform, sform and both codes are the input's, not recomputed.
+        image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+        out = image_class(data, None, header=header)
+    else:
+        out = nib.Nifti1Image(data, like.affine)
+        out.set_qform(like.affine, code=1)
+        out.set_sform(like.affine, code=1)
+    out.header["cal_min"] = 0.0
+    out.header["cal_max"] = 0.0
+    out.header["descrip"] = description[:79].encode()
+    # nibabel stores float32 data unscaled, scl_slope 1 and scl_inter 0 in the file (its in-memory header shows NaN).
+    with atomic_output(path, overwrite, protect=(like.source,)) as temporary:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nib.save(out, temporary)
+    return path
+
+
+def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
+    """Write a 2D array (already in 0..255) as an 8-bit grayscale PNG, atomically."""
+    pixels = np.clip(np.rint(np.squeeze(array)), 0, 255).astype(np.uint8)
+    if pixels.ndim != 2:
+        raise ValueError(f"a PNG holds one 2D slice, got shape {array.shape}")
+    with atomic_output(path, overwrite, protect) as temporary:
+        PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG")
+    return Path(path)

@@ -1,0 +1,100 @@
+"""The CycleGAN networks, built from MONAI blocks.
+
+- :class:`ResnetGenerator`: the ResNet translator of Zhu et al. 2017 (after Johnson et al. 2016): a 7x7 stem, two
+  stride-2 downsamplings, ``n_blocks`` residual blocks, two transposed-convolution upsamplings, a 7x7 head and tanh;
+  instance norm and reflection padding.
+- :func:`patch_discriminator`: MONAI's ``PatchDiscriminator`` as the 70x70 PatchGAN with instance norm.
+
+>>> import torch
+>>> g = ResnetGenerator(ngf=8, n_blocks=2)
+>>> g(torch.zeros(1, 1, 32, 36)).shape
+torch.Size([1, 1, 32, 36])
+>>> d = patch_discriminator(ndf=8)
+>>> d(torch.zeros(1, 1, 64, 64))[-1].shape   # the last output holds the patch logits
+torch.Size([1, 1, 6, 6])
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.blocks import Convolution
+from monai.networks.nets import PatchDiscriminator
+from torch import nn
+
+from mriganx.config import GeneratorKind, ModelConfig
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None = "RELU") -> Convolution:
+    """A MONAI conv -> instance norm -> ReLU block with reflection padding.
+
+    MONAI's ``Convolution`` has no padding-mode argument; this is the one place where the generator's convolutions
+    are switched to reflection padding (the paper's choice: zero padding leaves edge artefacts on translated images).
+    """
+    block = Convolution(
+        spatial_dims=2, in_channels=in_ch, out_channels=out_ch, strides=stride, kernel_size=kernel,
+        norm="INSTANCE", act=act,
+    )
+    block.conv.padding_mode = "reflect"
+    return block
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, channels, 3), _conv(channels, channels, 3, act=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """One direction of the translation: ``(n, 1, rows, cols)`` in [-1, 1] -> the same shape in [-1, 1].
+
+    Rows and columns must be multiples of 4 (two stride-2 stages); :func:`mriganx.intensity.pad_slices` sees to it.
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1) -> None:
+        super().__init__()
+        up = [
+            Convolution(2, ch, ch // 2, strides=2, kernel_size=3, norm="INSTANCE", act="RELU", is_transposed=True,
+                        padding=1, output_padding=1)
+            for ch in (ngf * 4, ngf * 2)
+        ]
+        head = Convolution(2, ngf, out_channels, kernel_size=7, conv_only=True)
+        head.conv.padding_mode = "reflect"
+        self.model = nn.Sequential(
+            _conv(in_channels, ngf, 7),
+            _conv(ngf, ngf * 2, 3, stride=2),
+            _conv(ngf * 2, ngf * 4, 3, stride=2),
+            *[ResidualBlock(ngf * 4) for _ in range(n_blocks)],
+            *up,
+            head,
+            nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def patch_discriminator(ndf: int = 64, n_layers: int = 3, in_channels: int = 1) -> PatchDiscriminator:
+    """The PatchGAN critic; with ``n_layers=3`` each logit sees a 70x70 patch. Its forward returns a list of
+    intermediate features; the logits are the last entry."""
+    # MONAI's default norm is batch norm; the CycleGAN uses instance norm.
+    return PatchDiscriminator(
+        spatial_dims=2, num_layers_d=n_layers, channels=ndf, in_channels=in_channels, out_channels=1, norm="INSTANCE"
+    )
+
+
+def build_generator(config: ModelConfig, in_channels: int = 1) -> nn.Module:
+    if config.generator is GeneratorKind.RESNET:
+        return ResnetGenerator(config.ngf, config.n_blocks, in_channels=in_channels)
+    raise ValueError(f"unknown generator {config.generator}")
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """The CycleGAN initialisation: convolution weights from N(0, 0.02), biases zero."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, 0.0, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

@@ -1,0 +1,473 @@
+"""CycleGAN training: the step, the loop, checkpoints, logging and the evolution strip.
+
+A plain PyTorch loop: MONAI's GanTrainer fits one generator and one discriminator, not the CycleGAN's two of each
+with an image pool. Names follow the paper: ``g_t1_t2`` maps T1w to T2w, ``d_t2`` judges T2w images.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml            the effective config
+    RUN_DIR/model.pt               what inference needs (loads with torch.load(..., weights_only=True))
+    RUN_DIR/checkpoints/last.pt    resumable state, written atomically
+    RUN_DIR/evolution.png          fixed slices: input | untrained | after each k epochs
+    RUN_DIR/tensorboard/           scalars and image grids
+
+>>> from mriganx.config import load_config
+>>> pool = ImagePool(size=2, seed=0)
+>>> pool.query(torch.zeros(3, 1, 4, 4)).shape
+torch.Size([3, 1, 4, 4])
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import PatchAdversarialLoss
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+import mriganx
+from mriganx.config import Config
+from mriganx.data import SliceSet, UnpairedSampler, load_slices
+from mriganx.errors import MriganxError
+from mriganx.networks import build_generator, init_weights, patch_discriminator
+
+log = logging.getLogger(__name__)
+MODEL_FORMAT = "mriganx-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MriganxError(None, "--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Background (-1) wherever the input had no signal: air is dark in every contrast."""
+    return torch.where(mask, images, torch.full_like(images, -1.0))
+
+
+class ImagePool:
+    """The history buffer of Shrivastava et al. 2017 used by the CycleGAN: the discriminator is updated with a
+    mix of the newest fakes and older ones, which damps oscillation. Its randomness comes from its own generator so
+    that it is part of the resumable state."""
+
+    def __init__(self, size: int = 50, seed: int = 0) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand(1, generator=self.generator).item() < 0.5:
+                slot = int(torch.randint(self.size, (1,), generator=self.generator))
+                out.append(self.images[slot].clone())
+                self.images[slot] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        stacked = torch.stack(self.images) if self.images else torch.empty(0)
+        return {"images": stacked.cpu(), "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.images = [image.to(device) for image in state["images"]]
+        self.generator.set_state(state["rng"])
+
+
+def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
+    """The CycleGAN schedule: constant, then linear decay to zero."""
+    if step < constant_steps:
+        return 1.0
+    return max(0.0, 1.0 - (step - constant_steps) / max(1, decay_steps))
+
+
+@dataclass
+class CycleGAN:
+    """The four networks, their optimisers and schedulers, and the loss."""
+
+    config: Config
+    device: torch.device
+    g_t1_t2: nn.Module = field(init=False)
+    g_t2_t1: nn.Module = field(init=False)
+    d_t1: nn.Module = field(init=False)
+    d_t2: nn.Module = field(init=False)
+
+    def __post_init__(self) -> None:
+        model = self.config.model
+        self.g_t1_t2, self.g_t2_t1 = build_generator(model), build_generator(model)
+        self.d_t1, self.d_t2 = patch_discriminator(model.ndf, model.d_layers), patch_discriminator(model.ndf, model.d_layers)
+        for net in self.networks.values():
+            init_weights(net)
+            net.to(self.device)
+        train = self.config.train
+        self.opt_g = torch.optim.Adam(
+            [*self.g_t1_t2.parameters(), *self.g_t2_t1.parameters()], lr=train.lr, betas=train.betas
+        )
+        self.opt_d = torch.optim.Adam([*self.d_t1.parameters(), *self.d_t2.parameters()], lr=train.lr, betas=train.betas)
+        self.adversarial = PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True)
+        self.pool_t1 = ImagePool(train.pool_size, seed=train.seed + 1)
+        self.pool_t2 = ImagePool(train.pool_size, seed=train.seed + 2)
+        self.ema: dict[str, AveragedModel] = {}
+        if train.ema_decay > 0:
+            for name in ("g_t1_t2", "g_t2_t1"):
+                self.ema[name] = AveragedModel(
+                    getattr(self, name), multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True
+                )
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return {"g_t1_t2": self.g_t1_t2, "g_t2_t1": self.g_t2_t1, "d_t1": self.d_t1, "d_t2": self.d_t2}
+
+    def inference_generators(self) -> dict[str, nn.Module]:
+        """The generators inference should use: the weight averages when EMA is on."""
+        if self.ema:
+            return {name: avg.module for name, avg in self.ema.items()}
+        return {"g_t1_t2": self.g_t1_t2, "g_t2_t1": self.g_t2_t1}
+
+    def _critic_loss(self, critic: nn.Module, images: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        return self.adversarial(critic(images)[-1], target_is_real=real, for_discriminator=for_discriminator)
+
+    def step(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor) -> dict[str, float]:
+        """One generator update and one discriminator update; returns the losses."""
+        train = self.config.train
+        if not self.config.model.mask_background:
+            t1_mask, t2_mask = torch.ones_like(t1_mask), torch.ones_like(t2_mask)
+        n = t1.shape[0]
+        identity = train.identity_weight > 0
+        # The first passes of each generator share one batch with its identity pass: exact, because instance norm
+        # normalises every sample on its own.
+        if identity:
+            out_t2 = self.g_t1_t2(torch.cat([t1, t2]))
+            out_t1 = self.g_t2_t1(torch.cat([t2, t1]))
+            fake_t2, same_t2 = masked(out_t2[:n], t1_mask), masked(out_t2[n:], t2_mask)
+            fake_t1, same_t1 = masked(out_t1[:n], t2_mask), masked(out_t1[n:], t1_mask)
+        else:
+            fake_t2 = masked(self.g_t1_t2(t1), t1_mask)
+            fake_t1 = masked(self.g_t2_t1(t2), t2_mask)
+        rec_t1 = masked(self.g_t2_t1(fake_t2), t1_mask)
+        rec_t2 = masked(self.g_t1_t2(fake_t1), t2_mask)
+
+        for critic in (self.d_t1, self.d_t2):
+            critic.requires_grad_(False)
+        adv_t2 = self._critic_loss(self.d_t2, fake_t2, True, False)
+        adv_t1 = self._critic_loss(self.d_t1, fake_t1, True, False)
+        cycle_t1 = (rec_t1 - t1).abs().mean()
+        cycle_t2 = (rec_t2 - t2).abs().mean()
+        loss_g = adv_t1 + adv_t2 + train.lambda_cycle * (cycle_t1 + cycle_t2)
+        losses = {"g/adv_t1": adv_t1, "g/adv_t2": adv_t2, "g/cycle_t1": cycle_t1, "g/cycle_t2": cycle_t2}
+        if identity:
+            idt_t1 = (same_t1 - t1).abs().mean()
+            idt_t2 = (same_t2 - t2).abs().mean()
+            loss_g = loss_g + train.lambda_cycle * train.identity_weight * (idt_t1 + idt_t2)
+            losses.update({"g/identity_t1": idt_t1, "g/identity_t2": idt_t2})
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        for name, average in self.ema.items():
+            average.update_parameters(getattr(self, name))
+
+        for critic in (self.d_t1, self.d_t2):
+            critic.requires_grad_(True)
+        pooled_t1 = self.pool_t1.query(fake_t1)
+        pooled_t2 = self.pool_t2.query(fake_t2)
+        loss_d_t1 = 0.5 * (self._critic_loss(self.d_t1, t1, True, True) + self._critic_loss(self.d_t1, pooled_t1, False, True))
+        loss_d_t2 = 0.5 * (self._critic_loss(self.d_t2, t2, True, True) + self._critic_loss(self.d_t2, pooled_t2, False, True))
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss_d_t1 + loss_d_t2).backward()
+        self.opt_d.step()
+        losses.update({"g/total": loss_g, "d/t1": loss_d_t1, "d/t2": loss_d_t2})
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a reader never sees a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    steps: int
+    seconds: float
+    losses: dict[str, float]
+    interrupted: bool = False
+
+
+class Trainer:
+    """Train a CycleGAN on two folders of unpaired images.
+
+    >>> # Trainer(load_config("smoke"), "t1_dir", "t2_dir", "run").run()   # see tests/test_training.py
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        t1_dir: str | Path,
+        t2_dir: str | Path,
+        run_dir: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+        step_callback: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.progress = progress
+        self.step_callback = step_callback
+        train = config.train
+        if train.num_threads:
+            torch.set_num_threads(train.num_threads)
+        self.device = pick_device(train.device)
+        self.t1: SliceSet = load_slices(t1_dir, config.data)
+        self.t2: SliceSet = load_slices(t2_dir, config.data)
+        torch.manual_seed(train.seed)
+        self.gan = CycleGAN(config, self.device)
+        self.sampler = UnpairedSampler(self.t1, self.t2, config.data, seed=train.seed)
+        self.steps_per_epoch = math.ceil(max(len(self.t1), len(self.t2)) / train.batch_size)
+        self.total_steps = (train.epochs + train.epochs_decay) * self.steps_per_epoch
+        self.stop_step = min(self.total_steps, train.max_steps) if train.max_steps else self.total_steps
+        self.step = 0
+        self.strip_columns: list[tuple[str, torch.Tensor]] = []
+        self.fixed = self._fixed_slices()
+
+    # -- fixed slices for the image grids and the evolution strip --------------------------------------------------
+    def _fixed_slices(self) -> dict[str, torch.Tensor]:
+        def pick(data: SliceSet, fractions: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+            # The slices with the most head, spread over the set, so the pictures show brain, not a skull cap.
+            area = data.masks.float().mean(dim=(1, 2, 3))
+            order = torch.argsort(area, descending=True, stable=True)[: max(1, len(data) // 2)]
+            chosen = sorted({int(order[int(f * (len(order) - 1))]) for f in fractions})
+            return data.slices[chosen].to(self.device), data.masks[chosen].to(self.device)
+
+        t1, t1_mask = pick(self.t1, (0.0, 0.5))
+        t2, t2_mask = pick(self.t2, (0.0,))
+        return {"t1": t1, "t1_mask": t1_mask, "t2": t2, "t2_mask": t2_mask}
+
+    @torch.no_grad()
+    def _translate_fixed(self) -> dict[str, torch.Tensor]:
+        g = self.gan.inference_generators()
+        f = self.fixed
+        fake_t2 = masked(g["g_t1_t2"](f["t1"]), f["t1_mask"])
+        fake_t1 = masked(g["g_t2_t1"](f["t2"]), f["t2_mask"])
+        return {
+            "fake_t2": fake_t2,
+            "rec_t1": masked(g["g_t2_t1"](fake_t2), f["t1_mask"]),
+            "fake_t1": fake_t1,
+            "rec_t2": masked(g["g_t1_t2"](fake_t1), f["t2_mask"]),
+        }
+
+    def _strip_column(self, title: str) -> None:
+        out = self._translate_fixed()
+        column = torch.cat([out["fake_t2"], out["fake_t1"]])[:, 0].cpu()
+        self.strip_columns.append((title, ((column + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)))
+        self._write_strip()
+
+    def _write_strip(self) -> None:
+        from mriganx.figures import grid, save_figure
+
+        inputs = torch.cat([self.fixed["t1"], self.fixed["t2"]])[:, 0].cpu()
+        columns = [("input", ((inputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))]
+        kept = self.strip_columns
+        if len(kept) > 10:  # keep the picture readable: the untrained column, then nine spread over training
+            picks = np.unique(np.linspace(1, len(kept) - 1, 9).round().astype(int))
+            kept = [kept[0], *[kept[i] for i in picks]]
+        columns += kept
+        n_rows = inputs.shape[0]
+        rows = [[col[1][r].numpy() for col in columns] for r in range(n_rows)]
+        n_t1 = self.fixed["t1"].shape[0]
+        titles = ["T1->T2"] * n_t1 + ["T2->T1"] * (n_rows - n_t1)
+        save_figure(grid(rows, [c[0] for c in columns], titles), self.run_dir / "evolution.png")
+
+    def _log_images(self, writer: Any) -> None:
+        out = self._translate_fixed()
+        f = self.fixed
+        for name, parts in (("t1_t2_t1", (f["t1"], out["fake_t2"], out["rec_t1"])), ("t2_t1_t2", (f["t2"], out["fake_t1"], out["rec_t2"]))):
+            row = torch.cat(parts, dim=-1)  # real | translated | reconstructed
+            picture = torch.cat(list(row), dim=-2)  # fixed slices stacked vertically
+            writer.add_image(f"images/{name}", (picture.cpu() + 1) / 2, self.step)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "mriganx-checkpoint",
+            "mriganx_version": mriganx.__version__,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "networks": {name: net.state_dict() for name, net in self.gan.networks.items()},
+            "ema": {name: avg.state_dict() for name, avg in self.gan.ema.items()},
+            "opt_g": self.gan.opt_g.state_dict(),
+            "opt_d": self.gan.opt_d.state_dict(),
+            "pool_t1": self.gan.pool_t1.state_dict(),
+            "pool_t2": self.gan.pool_t2.state_dict(),
+            "sampler_rng": self.sampler.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "strip": [[title, column] for title, column in self.strip_columns],
+        }
+
+    def save_checkpoint(self) -> None:
+        save_atomic(self.state_dict(), self.checkpoint_path)
+
+    def load_checkpoint(self) -> None:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise MriganxError(path, "no checkpoint to resume from; start without --resume")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the file is not a usable checkpoint
+            raise MriganxError(path, f"cannot load checkpoint ({exc.__class__.__name__}); it is corrupt or not ours") from None
+        if not isinstance(state, dict) or state.get("format") != "mriganx-checkpoint":
+            raise MriganxError(path, "not a mriganx training checkpoint")
+        if state["config"]["model"] != self.config.to_dict()["model"]:
+            raise MriganxError(path, "checkpoint was trained with another network config; use the run's config.yaml")
+        self.step = int(state["step"])
+        for name, net in self.gan.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, avg in self.gan.ema.items():
+            avg.load_state_dict(state["ema"][name])
+        self.gan.opt_g.load_state_dict(state["opt_g"])
+        self.gan.opt_d.load_state_dict(state["opt_d"])
+        self.gan.pool_t1.load_state_dict(state["pool_t1"], self.device)
+        self.gan.pool_t2.load_state_dict(state["pool_t2"], self.device)
+        self.sampler.generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.strip_columns = [(title, column) for title, column in state["strip"]]
+
+    def model_payload(self) -> dict[str, Any]:
+        """Everything inference needs, as plain tensors and values (so ``weights_only=True`` loading works)."""
+        generators = self.gan.inference_generators()
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "mriganx_version": mriganx.__version__,
+            "model": self.config.to_dict()["model"],
+            "data": self.config.to_dict()["data"],
+            "frame": "SPL",
+            "intensity": {"t1": self.t1.typical_range.to_list(), "t2": self.t2.typical_range.to_list()},
+            "generators": {
+                "t1-to-t2": {k: v.cpu() for k, v in generators["g_t1_t2"].state_dict().items()},
+                "t2-to-t1": {k: v.cpu() for k, v in generators["g_t2_t1"].state_dict().items()},
+            },
+            "data_fingerprint": {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
+            "steps": self.step,
+        }
+
+    def export_model(self) -> Path:
+        """Write RUN_DIR/model.pt (see :meth:`model_payload`)."""
+        path = self.run_dir / "model.pt"
+        save_atomic(self.model_payload(), path)
+        return path
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        train = self.config.train
+        constant = train.epochs * self.steps_per_epoch
+        lr = train.lr * lr_factor(self.step, constant, train.epochs_decay * self.steps_per_epoch)
+        for optimiser in (self.gan.opt_g, self.gan.opt_d):
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+        return lr
+
+    def run(self) -> TrainResult:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self.load_checkpoint()
+        elif self.checkpoint_path.exists():
+            raise MriganxError(self.run_dir, "holds a training run already; pass --resume to continue it or pick a new --out")
+        self.config.save(self.run_dir / "config.yaml")
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if self.resume else None)
+        if not self.strip_columns:
+            self._strip_column("untrained")
+        train = self.config.train
+        started = time.perf_counter()
+        first_step = self.step
+        losses: dict[str, float] = {}
+        interrupted = False
+        bar = tqdm(total=self.stop_step, initial=self.step, disable=not self.progress, unit="it", dynamic_ncols=True)
+        previous_handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            while self.step < self.stop_step:
+                lr = self._set_lr()
+                t1, t1_mask, t2, t2_mask = (x.to(self.device) for x in self.sampler.sample(train.batch_size))
+                losses = self.gan.step(t1, t1_mask, t2, t2_mask)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise MriganxError(self.run_dir, f"training diverged at step {self.step} (losses {losses}); lower the learning rate")
+                self.step += 1
+                bar.update(1)
+                if self.step % train.log_every == 0 or self.step == self.stop_step:
+                    for name, value in losses.items():
+                        writer.add_scalar(f"loss/{name}", value, self.step)
+                    writer.add_scalar("lr", lr, self.step)
+                    bar.set_postfix(G=f"{losses['g/total']:.3f}", D=f"{losses['d/t1'] + losses['d/t2']:.3f}",
+                                    cyc=f"{losses['g/cycle_t1'] + losses['g/cycle_t2']:.3f}", epoch=self.step // self.steps_per_epoch)
+                if self.step % train.image_every == 0:
+                    self._log_images(writer)
+                if self.step % self.steps_per_epoch == 0 and (self.step // self.steps_per_epoch) % train.strip_every_epochs == 0:
+                    self._strip_column(f"epoch {self.step // self.steps_per_epoch}")
+                if self.step % train.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self.step_callback is not None:
+                    self.step_callback(self.step, losses)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted at step %d: saving a checkpoint; continue with --resume", self.step)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            bar.close()
+        self.save_checkpoint()
+        if not interrupted:
+            if self.step % self.steps_per_epoch != 0:
+                self._strip_column(f"step {self.step}")
+            self._log_images(writer)
+        model_path = self.export_model()
+        writer.close()
+        return TrainResult(self.run_dir, model_path, self.step - first_step, time.perf_counter() - started, losses, interrupted)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def train(config: Config, t1_dir: str | Path, t2_dir: str | Path, run_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train and return where the model is; the Python face of ``mriganx train``."""
+    return Trainer(config, t1_dir, t2_dir, run_dir, resume=resume, progress=progress).run()
