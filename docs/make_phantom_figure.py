@@ -42,7 +42,7 @@ def main(out: Path = Path(__file__).resolve().parent / "phantoms.png") -> Path:
     font = ImageFont.load_default()
     for c, (name, tiles) in enumerate(columns):
         left = GAP + c * (tile_w + GAP)
-        draw.text((left + 4, 5), f"{name}  (R on the left, anterior up)", fill=255, font=font)
+        draw.text((left + 4, 5), f"{name}   (patient's right on the left, anterior up)", fill=255, font=font)
         for r, tile in enumerate(tiles):
             top = HEADER + r * (tile_h + GAP)
             figure.paste(tile, (left, top))

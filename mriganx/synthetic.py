@@ -24,10 +24,10 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -255,41 +255,60 @@ class _Anatomy:
     bias_t2: _Waves
 
 
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+# Deep grey nuclei of the right side (mirrored to the left): centre and semi-axes in mm from the head centre.
+_NUCLEI = (
+    _Ellipsoid((12.5, 24.0, -4.0), (5.0, 9.0, 8.0)),  # caudate head, beside the frontal horn
+    _Ellipsoid((23.0, 7.0, -8.0), (5.5, 14.0, 8.5)),  # putamen
+    _Ellipsoid((10.0, -8.0, -9.0), (7.5, 13.0, 8.0)),  # thalamus
+)
+
+
 def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
-    jitter = rng.uniform(-0.03, 0.03, 3)
-    semi = tuple(float(s * (1 + j)) for s, j in zip(_HEAD_SEMI_AXES, jitter))
-    nuclei_jitter = rng.uniform(-1.5, 1.5, (3, 3))
-    nuclei = (
-        _Ellipsoid((12.5, 24.0, -4.0), (5.0, 9.0, 8.0)),  # caudate head, beside the frontal horn
-        _Ellipsoid((23.0, 7.0, -8.0), (5.5, 14.0, 8.5)),  # putamen
-        _Ellipsoid((10.0, -8.0, -9.0), (7.5, 13.0, 8.0)),  # thalamus
-    )
-    nuclei = tuple(
-        _Ellipsoid(tuple(float(c + j) for c, j in zip(n.centre, jit)), n.semi) for n, jit in zip(nuclei, nuclei_jitter)
-    )
+    """Draw one subject. The draws come in a fixed order, so a seed means the same head on every grid."""
+    semi = _triple(np.asarray(_HEAD_SEMI_AXES) * (1 + rng.uniform(-0.03, 0.03, 3)))
+    nuclei = tuple(_Ellipsoid(_triple(np.add(n.centre, rng.uniform(-1.5, 1.5, 3))), n.semi) for n in _NUCLEI)
+    head_shape = _Waves.draw(rng, 6, (1.5, 3.0), 0.008)
+    skin, fat, skull, csf = (float(rng.uniform(lo, hi)) for lo, hi in ((2.2, 2.8), (3.0, 4.5), (5.5, 7.5), (1.2, 1.8)))
+    csf_extra = _Waves.draw(rng, 5, (2.0, 4.0), 0.3)
+    cortex = float(rng.uniform(2.8, 3.3))
+    # Random waves of one wavelength have labyrinth-like zero sets with the spacing of real gyri (~11 mm).
+    sulci = _Waves.draw(rng, 32, (2 * np.pi / 24.0, 2 * np.pi / 20.0), 1.0)
+    bx, by, bz = (_Waves.draw(rng, 4, (2 * np.pi / 45.0, 2 * np.pi / 20.0), 0.35) for _ in range(3))
+    sulcal_depth = float(rng.uniform(16.0, 19.0))
+    sulcal_depth_field = _Waves.draw(rng, 6, (2 * np.pi / 60.0, 2 * np.pi / 30.0), 0.12)
+    fissure_wiggle = _Waves.draw(rng, 4, (2 * np.pi / 80.0, 2 * np.pi / 40.0), 0.6)
+    fissure_depth = float(rng.uniform(24.0, 28.0))
+    right, left = (float(v) for v in rng.uniform(0.85, 1.2, 2))
+    ventricle_shift = _triple(rng.uniform(-2.0, 2.0, 3))
+    texture = _Waves.draw(rng, 8, (2 * np.pi / 25.0, 2 * np.pi / 6.0), 1.0)
+    bias_t1, bias_t2 = (_Waves.draw(rng, 4, (2 * np.pi / 400.0, 2 * np.pi / 200.0), 1.0) for _ in range(2))
     return _Anatomy(
-        semi_axes=semi,  # type: ignore[arg-type]
-        head_shape=_Waves.draw(rng, 6, (1.5, 3.0), 0.008),
-        skin=float(rng.uniform(2.2, 2.8)),
-        fat=float(rng.uniform(3.0, 4.5)),
-        skull=float(rng.uniform(5.5, 7.5)),
-        csf=float(rng.uniform(1.2, 1.8)),
-        csf_extra=_Waves.draw(rng, 5, (2.0, 4.0), 0.3),
-        cortex=float(rng.uniform(2.8, 3.3)),
-        # Random waves of one wavelength have labyrinth-like zero sets with the spacing of real gyri (~15 mm).
-        sulci=_Waves.draw(rng, 32, (2 * np.pi / 24.0, 2 * np.pi / 20.0), 1.0),
-        sulcal_bend=tuple(_Waves.draw(rng, 4, (2 * np.pi / 45.0, 2 * np.pi / 20.0), 0.35) for _ in range(3)),  # type: ignore[arg-type]
-        sulcal_depth=float(rng.uniform(16.0, 19.0)),
-        sulcal_depth_field=_Waves.draw(rng, 6, (2 * np.pi / 60.0, 2 * np.pi / 30.0), 0.12),
+        semi_axes=semi,
+        head_shape=head_shape,
+        skin=skin,
+        fat=fat,
+        skull=skull,
+        csf=csf,
+        csf_extra=csf_extra,
+        cortex=cortex,
+        sulci=sulci,
+        sulcal_bend=(bx, by, bz),
+        sulcal_depth=sulcal_depth,
+        sulcal_depth_field=sulcal_depth_field,
         sulcal_halfwidth=0.75,
-        fissure_wiggle=_Waves.draw(rng, 4, (2 * np.pi / 80.0, 2 * np.pi / 40.0), 0.6),
-        fissure_depth=float(rng.uniform(24.0, 28.0)),
-        ventricle_scale=tuple(float(s) for s in rng.uniform(0.85, 1.2, 2)),  # type: ignore[arg-type]
-        ventricle_shift=tuple(float(s) for s in rng.uniform(-2.0, 2.0, 3)),  # type: ignore[arg-type]
+        fissure_wiggle=fissure_wiggle,
+        fissure_depth=fissure_depth,
+        ventricle_scale=(right, left),
+        ventricle_shift=ventricle_shift,
         nuclei=nuclei,
-        texture=_Waves.draw(rng, 8, (2 * np.pi / 25.0, 2 * np.pi / 6.0), 1.0),
-        bias_t1=_Waves.draw(rng, 4, (2 * np.pi / 400.0, 2 * np.pi / 200.0), 1.0),
-        bias_t2=_Waves.draw(rng, 4, (2 * np.pi / 400.0, 2 * np.pi / 200.0), 1.0),
+        texture=texture,
+        bias_t1=bias_t1,
+        bias_t2=bias_t2,
     )
 
 
@@ -471,6 +490,7 @@ def make_phantom(
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape needs 3 positive sizes, got {shape}")
     sizes = _as_triple(spacing, "spacing")
+    axcodes = axcodes.upper()
     rng = np.random.default_rng(seed)
     anat = _draw_anatomy(rng)
 

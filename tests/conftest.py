@@ -1,0 +1,59 @@
+"""Shared fixtures: small synthetic phantoms written to disk, a trained smoke model, and the shared real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import nibabel as nib
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SEED_SET = SHARED_DATA / "seed-t1t2"
+DICOM_SERIES = SHARED_DATA / "dicom-t1-series"
+
+# A small grid that still holds a whole head: 4 mm voxels.
+SMALL_SHAPE = (44, 52, 40)
+SMALL_SPACING = 4.0
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.exists(), reason=f"shared real data not found at {path} (it sits beside the checkout)")
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, qform_code: int = 1, sform_code: int = 1) -> Path:
+    image = nib.Nifti1Image(array.astype(np.float32), affine)
+    image.set_qform(affine if qform_code else None, code=qform_code)
+    image.set_sform(affine if sform_code else None, code=sform_code)
+    nib.save(image, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def phantom_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two training subjects split into T1w and T2w folders, and one held-out subject, on a small grid."""
+    from mriganx.synthetic import write_subjects
+
+    root = tmp_path_factory.mktemp("phantoms")
+    subjects = write_subjects(root / "all", n_subjects=3, seed=10, shape=SMALL_SHAPE, spacing=SMALL_SPACING)
+    t1_dir, t2_dir = root / "t1", root / "t2"
+    t1_dir.mkdir()
+    t2_dir.mkdir()
+    for subject in subjects[:2]:
+        subject["t1"].rename(t1_dir / subject["t1"].name)
+        subject["t2"].rename(t2_dir / subject["t2"].name)
+    return {"t1": t1_dir, "t2": t2_dir, "held_t1": subjects[2]["t1"], "held_t2": subjects[2]["t2"], "root": root}
+
+
+@pytest.fixture(scope="session")
+def smoke_model(phantom_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model.pt from a few smoke-config steps: real weights and metadata, no skill."""
+    from mriganx.config import load_config, override
+    from mriganx.training import train
+
+    run = tmp_path_factory.mktemp("smoke-run")
+    config = override(load_config("smoke"), {"train.max_steps": 3, "train.device": "cpu"})
+    return train(config, phantom_dirs["t1"], phantom_dirs["t2"], run, progress=False).model_path

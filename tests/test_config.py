@@ -1,0 +1,37 @@
+"""The typed config: shipped YAMLs, overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mriganx.config import Config, GeneratorKind, load_config, override, shipped_configs
+from mriganx.errors import MriganxError
+
+
+def test_shipped_configs_load() -> None:
+    assert {"default", "cpu", "smoke"} <= set(shipped_configs())
+    default = load_config("default")
+    assert (default.model.ngf, default.model.n_blocks, default.train.epochs, default.train.epochs_decay) == (64, 9, 100, 100)
+    assert default.model.generator is GeneratorKind.RESNET
+    assert default.train.lambda_cycle == 10.0 and default.train.identity_weight == 0.5
+    assert load_config("cpu").model.ngf < 64
+
+
+def test_roundtrip_through_yaml(tmp_path: Path) -> None:
+    config = override(load_config("cpu"), {"train.batch_size": 7, "data.crop_size": [64, 96]})
+    config.save(tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == config
+    assert again.data.crop_size == (64, 96)
+
+
+def test_bad_configs_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(MriganxError, match="no such config"):
+        load_config("nonexistent")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batchsize: 3\n")
+    with pytest.raises(MriganxError, match="batchsize"):
+        load_config(bad)
+    assert isinstance(Config.from_dict({}), Config)

@@ -1,0 +1,58 @@
+"""Normalisation, head mask and padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, median_range, normalise, pad_slices
+
+
+def test_range_ignores_background_and_outliers() -> None:
+    image = np.zeros((100, 100), np.float32)
+    image[20:80, 20:80] = np.linspace(100, 1000, 3600).reshape(60, 60)
+    image[50, 50] = 1e6  # one hot voxel must not set the scale
+    rng = fit_range(image, 0.0, 99.5)
+    assert rng.low == 0.0
+    assert 990 <= rng.high <= 1000
+    out = normalise(image, rng)
+    assert out.min() == -1.0 and out.max() == 1.0
+    assert (out[0] == -1).all(), "background stays at -1"
+
+
+@settings(max_examples=40, deadline=None)
+@given(low=st.floats(-500, 500), width=st.floats(1, 5000), seed=st.integers(0, 100))
+def test_normalise_denormalise_roundtrip(low: float, width: float, seed: int) -> None:
+    rng = IntensityRange(low, low + width)
+    values = np.random.default_rng(seed).uniform(low, low + width, (16, 16)).astype(np.float32)
+    np.testing.assert_allclose(denormalise(normalise(values, rng), rng), values, rtol=1e-4, atol=width * 1e-5)
+
+
+def test_median_range() -> None:
+    assert median_range([IntensityRange(0, 10), IntensityRange(2, 30), IntensityRange(1, 20)]) == IntensityRange(1, 20)
+
+
+def test_head_mask_fills_dark_skull_and_drops_specks() -> None:
+    slices = np.full((1, 60, 60), -1.0, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    radius = np.hypot(yy - 30, xx - 30)
+    slices[0][radius < 25] = 0.5  # scalp and brain
+    slices[0][(radius > 19) & (radius < 22)] = -1.0  # a skull ring with no signal
+    slices[0, 2, 2] = 0.8  # one noisy voxel in the air
+    mask = head_mask(slices)[0]
+    assert mask[30, 30] and mask[30, 30 + 20], "the dark ring inside the head belongs to the head"
+    assert not mask[2, 2], "a speck in the air is not head"
+    assert not mask[0, 0]
+
+
+def test_padding_is_exactly_undone() -> None:
+    slices = torch.rand(3, 1, 217, 181) * 2 - 1
+    padded, padding = pad_slices(slices, 4)
+    assert padded.shape[-2:] == (220, 184)
+    assert (padded[..., 0, :] == -1).all(), "padding is background"
+    assert torch.equal(padding.crop(padded), slices)
+    padded, padding = pad_slices(slices, 4, (256, 200))
+    assert padded.shape[-2:] == (256, 200)
+    assert torch.equal(padding.crop(padded), slices)

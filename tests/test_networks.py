@@ -1,0 +1,42 @@
+"""Generator and discriminator shapes, padding and initialisation."""
+
+from __future__ import annotations
+
+import torch
+
+from mriganx.networks import ResnetGenerator, init_weights, patch_discriminator
+
+
+def test_generator_keeps_shape_and_range() -> None:
+    g = ResnetGenerator(ngf=8, n_blocks=2)
+    out = g(torch.randn(2, 1, 44, 36) * 3)
+    assert out.shape == (2, 1, 44, 36)
+    assert out.abs().max() <= 1.0
+
+
+def test_generator_uses_reflection_padding_everywhere_it_can() -> None:
+    g = ResnetGenerator(ngf=8, n_blocks=3)
+    convs = [m for m in g.modules() if type(m) is torch.nn.Conv2d]
+    assert convs and all(c.padding_mode == "reflect" for c in convs)
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert len(norms) == 2 + 2 * 3 + 2 + 1
+
+
+def test_patch_discriminator_is_70x70_with_instance_norm() -> None:
+    d = patch_discriminator(ndf=64, n_layers=3)
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in d.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    # Receptive field of the stacked convolutions (instance norm aside, which sees the whole image): 70 pixels.
+    field, jump = 1, 1
+    for conv in [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]:
+        field += (conv.kernel_size[0] - 1) * jump
+        jump *= conv.stride[0]
+    assert field == 70
+    assert d(torch.zeros(1, 1, 64, 64))[-1].shape[1] == 1
+
+
+def test_init_normal_002() -> None:
+    g = ResnetGenerator(ngf=16, n_blocks=2)
+    init_weights(g)
+    weights = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert 0.015 < weights.std() < 0.025
