@@ -42,6 +42,14 @@ class Direction(str, Enum):
         return "t1" if self is Direction.T1_TO_T2 else "t2"
 
 
+class IntensityScale(str, Enum):
+    """How evaluation scales translation and target to [0, 1] (see mriganx.evaluation)."""
+
+    AUTO = "auto"
+    EIGHT_BIT = "8bit"
+    ROBUST = "robust"
+
+
 @dataclass
 class ModelConfig:
     generator: GeneratorKind = GeneratorKind.RESNET

@@ -29,6 +29,7 @@ from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range
 from mriganx.io import ImageKind, image_kind, load_image
 
 log = logging.getLogger(__name__)
+HISTOGRAM_BINS = 64
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -74,6 +75,12 @@ class SliceSet:
     @property
     def typical_range(self) -> IntensityRange:
         return median_range(self.ranges)
+
+    def histogram(self, bins: int = HISTOGRAM_BINS) -> list[float]:
+        """Counts of normalised head intensities in ``bins`` equal bins over [-1, 1] (the reference distribution
+        that unpaired evaluation compares translations with)."""
+        counts = torch.histc(self.slices[self.masks], bins=bins, min=-1.0, max=1.0)
+        return counts.tolist()
 
 
 def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mriganx.config import DataConfig, Direction, ModelConfig
+from mriganx.config import Config, Direction
 from mriganx.errors import MriganxError
 from mriganx.frame import from_slices, to_slices
 from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, normalise, pad_slices
@@ -49,10 +49,10 @@ class Translator:
     def __init__(self, payload: dict[str, Any], device: str | torch.device = "auto", source: Path | None = None) -> None:
         self.source = source
         self.device = pick_device(device) if isinstance(device, str) else device
-        self.model_config = ModelConfig(**{**payload["model"], "generator": payload["model"]["generator"]})
-        self.model_config.generator = type(ModelConfig().generator)(payload["model"]["generator"])
-        self.data_config = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["data"].items()})
+        config = Config.from_dict({"model": payload["model"], "data": payload["data"]}, source or "model")
+        self.model_config, self.data_config = config.model, config.data
         self.ranges = {name: IntensityRange(*values) for name, values in payload["intensity"].items()}
+        self.histograms: dict[str, list[float]] = payload.get("histograms", {})
         self.generators: dict[Direction, torch.nn.Module] = {}
         for direction in Direction:
             net = build_generator(self.model_config)

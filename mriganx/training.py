@@ -384,6 +384,7 @@ class Trainer:
                 "t2-to-t1": {k: v.cpu() for k, v in generators["g_t2_t1"].state_dict().items()},
             },
             "data_fingerprint": {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
+            "histograms": {"t1": self.t1.histogram(), "t2": self.t2.histogram()},
             "steps": self.step,
         }
 
