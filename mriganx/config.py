@@ -42,6 +42,13 @@ class Direction(str, Enum):
         return "t1" if self is Direction.T1_TO_T2 else "t2"
 
 
+class Precision(str, Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class IntensityScale(str, Enum):
     """How evaluation scales translation and target to [0, 1] (see mriganx.evaluation)."""
 
@@ -55,6 +62,7 @@ class ModelConfig:
     generator: GeneratorKind = GeneratorKind.RESNET
     ngf: int = 64
     n_blocks: int = 9
+    pointwise: int = 0  # width of the generator's per-pixel intensity path; 0 = the paper's generator
     ndf: int = 64
     d_layers: int = 3
     # Air gives no signal in any contrast: where the input is background the output is set to background, so the
@@ -92,6 +100,8 @@ class TrainConfig:
     strip_every_epochs: int = 1
     device: str = "auto"
     num_threads: int | None = None
+    precision: Precision = Precision.AUTO  # auto: bf16 autocast on CUDA where supported (else fp16), fp32 elsewhere
+    channels_last: bool = False  # memory format for GPUs; slower on the CPUs we measured
 
 
 @dataclass

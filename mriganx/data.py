@@ -95,6 +95,9 @@ def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
         rng = fit_range(image.array, config.lower_percentile, config.upper_percentile)
         slices = normalise(to_slices(image.array, image.affine), rng)
         masks = head_mask(slices)
+        # Real images get the same clean background the generators produce, so the critics cannot tell real from
+        # translated by faint signal in the air.
+        slices = np.where(masks, slices, np.float32(-1.0))
         keep = masks.mean(axis=(1, 2)) >= config.min_head_fraction
         if not keep.any():
             log.warning("%s: no slice shows enough head, skipped", path)

@@ -178,7 +178,7 @@ def _figure(shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]], 
             to_uint8(truth, 0.0, 1.0),
             to_uint8(np.abs(prediction - truth), 0.0, 0.5),  # error shown brighter: white = 0.5 of the range
         ])
-        titles.append(f"{label} SSIM {ssim:.2f}")
+        titles.append(f"{label}: {name}, SSIM {ssim:.2f}")
     picture = grid(rows, ["input", "translation", "target", "|error| x2"], titles, scale=2 if rows[0][0].shape[0] < 128 else 1)
     return save_figure(picture, path)
 

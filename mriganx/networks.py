@@ -53,8 +53,19 @@ class ResnetGenerator(nn.Module):
     Rows and columns must be multiples of 4 (two stride-2 stages); :func:`mriganx.intensity.pad_slices` sees to it.
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1) -> None:
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
+                 pointwise: int = 0) -> None:
         super().__init__()
+        # Optional per-pixel intensity path (1x1 convolutions, no normalisation) added before the tanh. Instance norm
+        # makes the ResNet path see only relative intensities; this path can learn a lookup table of absolute ones
+        # at once, which is most of a T1w <-> T2w translation, and leaves the ResNet path the spatial corrections.
+        self.pointwise = None
+        if pointwise > 0:
+            self.pointwise = nn.Sequential(
+                Convolution(2, in_channels, pointwise, kernel_size=1, norm=None, act="RELU"),
+                Convolution(2, pointwise, pointwise, kernel_size=1, norm=None, act="RELU"),
+                Convolution(2, pointwise, out_channels, kernel_size=1, conv_only=True),
+            )
         up = [
             Convolution(2, ch, ch // 2, strides=2, kernel_size=3, norm="INSTANCE", act="RELU", is_transposed=True,
                         padding=1, output_padding=1)
@@ -69,11 +80,13 @@ class ResnetGenerator(nn.Module):
             *[ResidualBlock(ngf * 4) for _ in range(n_blocks)],
             *up,
             head,
-            nn.Tanh(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        out = self.model(x)
+        if self.pointwise is not None:
+            out = out + self.pointwise(x)
+        return torch.tanh(out)
 
 
 def patch_discriminator(ndf: int = 64, n_layers: int = 3, in_channels: int = 1) -> PatchDiscriminator:
@@ -87,7 +100,7 @@ def patch_discriminator(ndf: int = 64, n_layers: int = 3, in_channels: int = 1) 
 
 def build_generator(config: ModelConfig, in_channels: int = 1) -> nn.Module:
     if config.generator is GeneratorKind.RESNET:
-        return ResnetGenerator(config.ngf, config.n_blocks, in_channels=in_channels)
+        return ResnetGenerator(config.ngf, config.n_blocks, in_channels=in_channels, pointwise=config.pointwise)
     raise ValueError(f"unknown generator {config.generator}")
 
 

@@ -19,14 +19,13 @@ torch.Size([3, 1, 4, 4])
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
-from mriganx.config import Config
+from mriganx.config import Config, Precision
 from mriganx.data import SliceSet, UnpairedSampler, load_slices
+from mriganx.distributed import barrier, join, leave
 from mriganx.errors import MriganxError
+from mriganx.figures import grid, save_figure
 from mriganx.networks import build_generator, init_weights, patch_discriminator
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,15 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MriganxError(None, "--device cuda: no CUDA device is available")
     return torch.device(name)
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting on a device; ``None`` means plain fp32."""
+    if precision is Precision.FP32 or (precision is Precision.AUTO and device.type != "cuda"):
+        return None
+    if precision is Precision.FP16 or (precision is Precision.AUTO and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
 
 
 def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -106,29 +116,78 @@ def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - (step - constant_steps) / max(1, decay_steps))
 
 
-@dataclass
+class GeneratorPair(nn.Module):
+    """Both generators and the whole generator side of a CycleGAN step in one forward pass.
+
+    One module with one forward call per step is what DistributedDataParallel synchronises cleanly; it also keeps
+    the pass structure in one place. The first passes of each generator share one batch with its identity pass:
+    exact, because instance norm normalises every sample on its own.
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.g_t1_t2 = build_generator(config.model)
+        self.g_t2_t1 = build_generator(config.model)
+
+    def forward(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor,
+                identity: bool) -> dict[str, torch.Tensor]:
+        n = t1.shape[0]
+        out: dict[str, torch.Tensor] = {}
+        if identity:
+            out_t2 = self.g_t1_t2(torch.cat([t1, t2]))
+            out_t1 = self.g_t2_t1(torch.cat([t2, t1]))
+            out["fake_t2"], out["same_t2"] = masked(out_t2[:n], t1_mask), masked(out_t2[n:], t2_mask)
+            out["fake_t1"], out["same_t1"] = masked(out_t1[:n], t2_mask), masked(out_t1[n:], t1_mask)
+        else:
+            out["fake_t2"] = masked(self.g_t1_t2(t1), t1_mask)
+            out["fake_t1"] = masked(self.g_t2_t1(t2), t2_mask)
+        out["rec_t1"] = masked(self.g_t2_t1(out["fake_t2"]), t1_mask)
+        out["rec_t2"] = masked(self.g_t1_t2(out["fake_t1"]), t2_mask)
+        return out
+
+
+class CriticPair(nn.Module):
+    """Both PatchGAN critics; ``forward`` scores a batch of T1w and a batch of T2w images in one call."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.d_t1 = patch_discriminator(config.model.ndf, config.model.d_layers)
+        self.d_t2 = patch_discriminator(config.model.ndf, config.model.d_layers)
+
+    def forward(self, t1: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.d_t1(t1)[-1], self.d_t2(t2)[-1]
+
+
 class CycleGAN:
-    """The four networks, their optimisers and schedulers, and the loss."""
+    """The four networks, their optimisers, the pools and the loss; :meth:`step` is one training iteration.
 
-    config: Config
-    device: torch.device
-    g_t1_t2: nn.Module = field(init=False)
-    g_t2_t1: nn.Module = field(init=False)
-    d_t1: nn.Module = field(init=False)
-    d_t2: nn.Module = field(init=False)
+    With ``distributed=True`` (inside ``torchrun``) the generator and critic pairs are wrapped in
+    DistributedDataParallel, which averages their gradients over the ranks.
+    """
 
-    def __post_init__(self) -> None:
-        model = self.config.model
-        self.g_t1_t2, self.g_t2_t1 = build_generator(model), build_generator(model)
-        self.d_t1, self.d_t2 = patch_discriminator(model.ndf, model.d_layers), patch_discriminator(model.ndf, model.d_layers)
-        for net in self.networks.values():
-            init_weights(net)
-            net.to(self.device)
-        train = self.config.train
-        self.opt_g = torch.optim.Adam(
-            [*self.g_t1_t2.parameters(), *self.g_t2_t1.parameters()], lr=train.lr, betas=train.betas
-        )
-        self.opt_d = torch.optim.Adam([*self.d_t1.parameters(), *self.d_t2.parameters()], lr=train.lr, betas=train.betas)
+    def __init__(self, config: Config, device: torch.device, distributed: bool = False) -> None:
+        self.config, self.device = config, device
+        self.generators = GeneratorPair(config).to(device)
+        self.critics = CriticPair(config).to(device)
+        init_weights(self.generators)
+        init_weights(self.critics)
+        self.generator_step: nn.Module = self.generators
+        self.critic_step: nn.Module = self.critics
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.generator_step = DistributedDataParallel(self.generators, device_ids=ids)
+            self.critic_step = DistributedDataParallel(self.critics, device_ids=ids)
+        train = config.train
+        self.amp_dtype = autocast_dtype(train.precision, device)
+        # fp16 needs loss scaling to keep small gradients; bf16 has fp32's range and does not.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        if train.channels_last:
+            self.generators.to(memory_format=torch.channels_last)
+            self.critics.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.generators.parameters(), lr=train.lr, betas=train.betas)
+        self.opt_d = torch.optim.Adam(self.critics.parameters(), lr=train.lr, betas=train.betas)
         self.adversarial = PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True)
         self.pool_t1 = ImagePool(train.pool_size, seed=train.seed + 1)
         self.pool_t2 = ImagePool(train.pool_size, seed=train.seed + 2)
@@ -136,70 +195,65 @@ class CycleGAN:
         if train.ema_decay > 0:
             for name in ("g_t1_t2", "g_t2_t1"):
                 self.ema[name] = AveragedModel(
-                    getattr(self, name), multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True
+                    getattr(self.generators, name), multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True
                 )
 
     @property
     def networks(self) -> dict[str, nn.Module]:
-        return {"g_t1_t2": self.g_t1_t2, "g_t2_t1": self.g_t2_t1, "d_t1": self.d_t1, "d_t2": self.d_t2}
+        g, d = self.generators, self.critics
+        return {"g_t1_t2": g.g_t1_t2, "g_t2_t1": g.g_t2_t1, "d_t1": d.d_t1, "d_t2": d.d_t2}
 
     def inference_generators(self) -> dict[str, nn.Module]:
         """The generators inference should use: the weight averages when EMA is on."""
         if self.ema:
             return {name: avg.module for name, avg in self.ema.items()}
-        return {"g_t1_t2": self.g_t1_t2, "g_t2_t1": self.g_t2_t1}
-
-    def _critic_loss(self, critic: nn.Module, images: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
-        return self.adversarial(critic(images)[-1], target_is_real=real, for_discriminator=for_discriminator)
+        return {"g_t1_t2": self.generators.g_t1_t2, "g_t2_t1": self.generators.g_t2_t1}
 
     def step(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor) -> dict[str, float]:
-        """One generator update and one discriminator update; returns the losses."""
+        """One generator update and one critic update; returns the losses."""
         train = self.config.train
         if not self.config.model.mask_background:
             t1_mask, t2_mask = torch.ones_like(t1_mask), torch.ones_like(t2_mask)
-        n = t1.shape[0]
+        if train.channels_last:
+            t1, t2 = t1.contiguous(memory_format=torch.channels_last), t2.contiguous(memory_format=torch.channels_last)
         identity = train.identity_weight > 0
-        # The first passes of each generator share one batch with its identity pass: exact, because instance norm
-        # normalises every sample on its own.
-        if identity:
-            out_t2 = self.g_t1_t2(torch.cat([t1, t2]))
-            out_t1 = self.g_t2_t1(torch.cat([t2, t1]))
-            fake_t2, same_t2 = masked(out_t2[:n], t1_mask), masked(out_t2[n:], t2_mask)
-            fake_t1, same_t1 = masked(out_t1[:n], t2_mask), masked(out_t1[n:], t1_mask)
-        else:
-            fake_t2 = masked(self.g_t1_t2(t1), t1_mask)
-            fake_t1 = masked(self.g_t2_t1(t2), t2_mask)
-        rec_t1 = masked(self.g_t2_t1(fake_t2), t1_mask)
-        rec_t2 = masked(self.g_t1_t2(fake_t1), t2_mask)
-
-        for critic in (self.d_t1, self.d_t2):
-            critic.requires_grad_(False)
-        adv_t2 = self._critic_loss(self.d_t2, fake_t2, True, False)
-        adv_t1 = self._critic_loss(self.d_t1, fake_t1, True, False)
-        cycle_t1 = (rec_t1 - t1).abs().mean()
-        cycle_t2 = (rec_t2 - t2).abs().mean()
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        with autocast:
+            out = self.generator_step(t1, t1_mask, t2, t2_mask, identity)
+            # The generators are scored by the critics' current weights; the critics do not learn from this pass.
+            self.critics.requires_grad_(False)
+            score_t1, score_t2 = self.critics(out["fake_t1"], out["fake_t2"])
+        adv_t1 = self.adversarial(score_t1, target_is_real=True, for_discriminator=False)
+        adv_t2 = self.adversarial(score_t2, target_is_real=True, for_discriminator=False)
+        cycle_t1 = (out["rec_t1"] - t1).abs().mean()
+        cycle_t2 = (out["rec_t2"] - t2).abs().mean()
         loss_g = adv_t1 + adv_t2 + train.lambda_cycle * (cycle_t1 + cycle_t2)
         losses = {"g/adv_t1": adv_t1, "g/adv_t2": adv_t2, "g/cycle_t1": cycle_t1, "g/cycle_t2": cycle_t2}
         if identity:
-            idt_t1 = (same_t1 - t1).abs().mean()
-            idt_t2 = (same_t2 - t2).abs().mean()
+            idt_t1 = (out["same_t1"] - t1).abs().mean()
+            idt_t2 = (out["same_t2"] - t2).abs().mean()
             loss_g = loss_g + train.lambda_cycle * train.identity_weight * (idt_t1 + idt_t2)
             losses.update({"g/identity_t1": idt_t1, "g/identity_t2": idt_t2})
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
         for name, average in self.ema.items():
-            average.update_parameters(getattr(self, name))
+            average.update_parameters(getattr(self.generators, name))
 
-        for critic in (self.d_t1, self.d_t2):
-            critic.requires_grad_(True)
-        pooled_t1 = self.pool_t1.query(fake_t1)
-        pooled_t2 = self.pool_t2.query(fake_t2)
-        loss_d_t1 = 0.5 * (self._critic_loss(self.d_t1, t1, True, True) + self._critic_loss(self.d_t1, pooled_t1, False, True))
-        loss_d_t2 = 0.5 * (self._critic_loss(self.d_t2, t2, True, True) + self._critic_loss(self.d_t2, pooled_t2, False, True))
+        self.critics.requires_grad_(True)
+        n = t1.shape[0]
+        fakes_t1, fakes_t2 = self.pool_t1.query(out["fake_t1"]), self.pool_t2.query(out["fake_t2"])
+        # Real and pooled fake images in one batch per critic: exact with instance norm, and one DDP forward.
+        with autocast:
+            score_t1, score_t2 = self.critic_step(torch.cat([t1, fakes_t1]), torch.cat([t2, fakes_t2]))
+        loss_d_t1 = 0.5 * (self.adversarial(score_t1[:n], target_is_real=True, for_discriminator=True)
+                           + self.adversarial(score_t1[n:], target_is_real=False, for_discriminator=True))
+        loss_d_t2 = 0.5 * (self.adversarial(score_t2[:n], target_is_real=True, for_discriminator=True)
+                           + self.adversarial(score_t2[n:], target_is_real=False, for_discriminator=True))
         self.opt_d.zero_grad(set_to_none=True)
-        (loss_d_t1 + loss_d_t2).backward()
-        self.opt_d.step()
+        self.scaler.scale(loss_d_t1 + loss_d_t2).backward()
+        self.scaler.step(self.opt_d)
+        self.scaler.update()
         losses.update({"g/total": loss_g, "d/t1": loss_d_t1, "d/t2": loss_d_t2})
         return {name: float(value.detach()) for name, value in losses.items()}
 
@@ -249,13 +303,18 @@ class Trainer:
         train = config.train
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
+        self.world = join(train.device)
         self.device = pick_device(train.device)
+        if self.device.type == "cuda" and self.world.distributed:
+            self.device = torch.device("cuda", self.world.local_rank)
         self.t1: SliceSet = load_slices(t1_dir, config.data)
         self.t2: SliceSet = load_slices(t2_dir, config.data)
-        torch.manual_seed(train.seed)
-        self.gan = CycleGAN(config, self.device)
-        self.sampler = UnpairedSampler(self.t1, self.t2, config.data, seed=train.seed)
-        self.steps_per_epoch = math.ceil(max(len(self.t1), len(self.t2)) / train.batch_size)
+        torch.manual_seed(train.seed)  # the same initial weights on every rank
+        self.gan = CycleGAN(config, self.device, distributed=self.world.distributed)
+        # Each rank draws its own samples; with one process this is the plain seed.
+        self.sampler = UnpairedSampler(self.t1, self.t2, config.data, seed=train.seed + 1000 * self.world.rank)
+        # An epoch is one pass over the larger folder by all ranks together.
+        self.steps_per_epoch = math.ceil(max(len(self.t1), len(self.t2)) / (train.batch_size * self.world.size))
         self.total_steps = (train.epochs + train.epochs_decay) * self.steps_per_epoch
         self.stop_step = min(self.total_steps, train.max_steps) if train.max_steps else self.total_steps
         self.step = 0
@@ -295,8 +354,6 @@ class Trainer:
         self._write_strip()
 
     def _write_strip(self) -> None:
-        from mriganx.figures import grid, save_figure
-
         inputs = torch.cat([self.fixed["t1"], self.fixed["t2"]])[:, 0].cpu()
         columns = [("input", ((inputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))]
         kept = self.strip_columns
@@ -333,6 +390,7 @@ class Trainer:
             "ema": {name: avg.state_dict() for name, avg in self.gan.ema.items()},
             "opt_g": self.gan.opt_g.state_dict(),
             "opt_d": self.gan.opt_d.state_dict(),
+            "scaler": self.gan.scaler.state_dict(),
             "pool_t1": self.gan.pool_t1.state_dict(),
             "pool_t2": self.gan.pool_t2.state_dict(),
             "sampler_rng": self.sampler.generator.get_state(),
@@ -362,9 +420,13 @@ class Trainer:
             avg.load_state_dict(state["ema"][name])
         self.gan.opt_g.load_state_dict(state["opt_g"])
         self.gan.opt_d.load_state_dict(state["opt_d"])
+        if state.get("scaler"):
+            self.gan.scaler.load_state_dict(state["scaler"])
         self.gan.pool_t1.load_state_dict(state["pool_t1"], self.device)
         self.gan.pool_t2.load_state_dict(state["pool_t2"], self.device)
         self.sampler.generator.set_state(state["sampler_rng"])
+        if self.world.rank > 0:  # the checkpoint holds rank 0's stream; the others need streams of their own
+            self.sampler.generator.manual_seed(self.config.train.seed + 1000 * self.world.rank + self.step)
         torch.set_rng_state(state["torch_rng"])
         self.strip_columns = [(title, column) for title, column in state["strip"]]
 
@@ -408,21 +470,25 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.world.is_main
         if self.resume:
             self.load_checkpoint()
         elif self.checkpoint_path.exists():
             raise MriganxError(self.run_dir, "holds a training run already; pass --resume to continue it or pick a new --out")
-        self.config.save(self.run_dir / "config.yaml")
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if self.resume else None)
-        if not self.strip_columns:
-            self._strip_column("untrained")
+        barrier(self.world)  # no rank may start a run that rank 0 could still refuse
+        writer = None
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.yaml")
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if self.resume else None)
+            if not self.strip_columns:
+                self._strip_column("untrained")
         train = self.config.train
         started = time.perf_counter()
         first_step = self.step
         losses: dict[str, float] = {}
         interrupted = False
-        bar = tqdm(total=self.stop_step, initial=self.step, disable=not self.progress, unit="it", dynamic_ncols=True)
+        bar = tqdm(total=self.stop_step, initial=self.step, disable=not (self.progress and main), unit="it", dynamic_ncols=True)
         previous_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -434,17 +500,9 @@ class Trainer:
                     raise MriganxError(self.run_dir, f"training diverged at step {self.step} (losses {losses}); lower the learning rate")
                 self.step += 1
                 bar.update(1)
-                if self.step % train.log_every == 0 or self.step == self.stop_step:
-                    for name, value in losses.items():
-                        writer.add_scalar(f"loss/{name}", value, self.step)
-                    writer.add_scalar("lr", lr, self.step)
-                    bar.set_postfix(G=f"{losses['g/total']:.3f}", D=f"{losses['d/t1'] + losses['d/t2']:.3f}",
-                                    cyc=f"{losses['g/cycle_t1'] + losses['g/cycle_t2']:.3f}", epoch=self.step // self.steps_per_epoch)
-                if self.step % train.image_every == 0:
-                    self._log_images(writer)
-                if self.step % self.steps_per_epoch == 0 and (self.step // self.steps_per_epoch) % train.strip_every_epochs == 0:
-                    self._strip_column(f"epoch {self.step // self.steps_per_epoch}")
-                if self.step % train.checkpoint_every == 0:
+                if writer is not None:
+                    self._observe(writer, bar, losses, lr)
+                if main and self.step % train.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.step_callback is not None:
                     self.step_callback(self.step, losses)
@@ -454,14 +512,33 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
             bar.close()
-        self.save_checkpoint()
-        if not interrupted:
-            if self.step % self.steps_per_epoch != 0:
-                self._strip_column(f"step {self.step}")
-            self._log_images(writer)
-        model_path = self.export_model()
-        writer.close()
+        model_path = self.run_dir / "model.pt"
+        if main:
+            self.save_checkpoint()
+            if not interrupted:
+                if self.step % self.steps_per_epoch != 0:
+                    self._strip_column(f"step {self.step}")
+                self._log_images(writer)
+            model_path = self.export_model()
+            writer.close()
+        barrier(self.world)
+        leave(self.world)
         return TrainResult(self.run_dir, model_path, self.step - first_step, time.perf_counter() - started, losses, interrupted)
+
+    def _observe(self, writer: Any, bar: Any, losses: dict[str, float], lr: float) -> None:
+        """Rank 0's logging after a step: scalars, progress bar, image grids, evolution strip."""
+        train = self.config.train
+        epoch = self.step // self.steps_per_epoch
+        if self.step % train.log_every == 0 or self.step == self.stop_step:
+            for name, value in losses.items():
+                writer.add_scalar(f"loss/{name}", value, self.step)
+            writer.add_scalar("lr", lr, self.step)
+            bar.set_postfix(G=f"{losses['g/total']:.3f}", D=f"{losses['d/t1'] + losses['d/t2']:.3f}",
+                            cyc=f"{losses['g/cycle_t1'] + losses['g/cycle_t2']:.3f}", epoch=epoch)
+        if self.step % train.image_every == 0:
+            self._log_images(writer)
+        if self.step % self.steps_per_epoch == 0 and epoch % train.strip_every_epochs == 0:
+            self._strip_column(f"epoch {epoch}")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

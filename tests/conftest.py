@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import nibabel as nib
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MRIGANX_TEST_THREADS", "2")))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SEED_SET = SHARED_DATA / "seed-t1t2"

@@ -13,7 +13,6 @@ import SimpleITK as sitk
 
 from mriganx.config import Direction
 from mriganx.convert import convert
-from mriganx.errors import MriganxError
 from mriganx.io import load_image
 from mriganx.synthetic import make_phantom
 from tests.conftest import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti

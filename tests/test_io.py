@@ -138,3 +138,24 @@ def test_shared_dicom_series_stacks_with_its_geometry() -> None:
     np.testing.assert_allclose(image.array[:, :, 3].T, ordered[3].pixel_array * float(getattr(ordered[3], "RescaleSlope", 1))
                                + float(getattr(ordered[3], "RescaleIntercept", 0)), atol=1e-3)
     assert sitk.ReadImage(str(files[0])).GetSize()[:2] == (512, 512)
+
+
+def test_truncated_dicom_is_refused() -> None:
+    path = Path(get_testdata_file("MR_truncated.dcm"))
+    with pytest.raises(MriganxError, match="truncated"):
+        load_image(path)
+
+
+def test_folder_with_two_dicom_series_lists_them(tmp_path: Path) -> None:
+    source = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    uids = []
+    for index in range(2):
+        ds = source.copy()
+        ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        uids.append(ds.SeriesInstanceUID)
+        ds.save_as(tmp_path / f"im{index}.dcm")
+    with pytest.raises(MriganxError, match="2 DICOM series") as error:
+        load_image(tmp_path)
+    assert all(uid in str(error.value) for uid in uids)
+    assert load_image(tmp_path, series=uids[1]).array.shape == (64, 64, 1)
