@@ -43,6 +43,11 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
+        except OSError as error:  # a file system problem no reader anticipated: still one line, still exit 2
+            if STATE["debug"]:
+                raise
+            typer.echo(f"error: {error.filename or 'file system'}: {error.strerror or error}", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -123,11 +128,14 @@ def convert(
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
+    series: Annotated[Optional[str], typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
 ) -> None:
     """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
     from mriganx.convert import convert as run_convert
 
-    report = run_convert(inputs, model, direction, output, device, batch_size, overwrite, skip_existing)
+    report = run_convert(inputs, model, direction, output, device, batch_size, overwrite, skip_existing, series=series,
+                         workers=workers)
     for path in report.written:
         typer.echo(str(path))
     for path in report.skipped:

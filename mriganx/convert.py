@@ -10,14 +10,18 @@ never overwritten. One scan that fails does not stop the others: its error is co
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from mriganx.config import Direction
 from mriganx.errors import MriganxError
 from mriganx.data import find_images
 from mriganx.inference import Translator
-from mriganx.io import ImageKind, image_kind, load_image, save_like, save_png
+from mriganx.io import ImageKind, load_image, save_like, save_png
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -37,10 +41,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     for path in inputs:
         if not path.exists():
             raise MriganxError(path, "does not exist")
-        if path.is_dir() and image_kind(path) is not ImageKind.DICOM:
-            expanded.extend(find_images(path))
-        else:
-            expanded.append(path)
+        expanded.extend(find_images(path) if path.is_dir() else [path])
     return expanded
 
 
@@ -63,8 +64,8 @@ def plan_outputs(inputs: list[Path], direction: Direction, output: Path | None) 
 
 
 def convert_one(translator: Translator, source: Path, target: Path, direction: Direction, batch_size: int = 8,
-                overwrite: bool = False) -> list[Path]:
-    image = load_image(source)
+                overwrite: bool = False, series: str | None = None) -> list[Path]:
+    image = load_image(source, series if source.is_dir() else None)
     result = translator.translate(image, direction, batch_size)
     png_target = target.with_name(target.name.replace(".nii.gz", ".png").replace(".nii", ".png"))
     if not overwrite:
@@ -79,23 +80,61 @@ def convert_one(translator: Translator, source: Path, target: Path, direction: D
     return written
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(model: Path, device: str, threads: int) -> None:
+    # Each worker process loads the model once and keeps it for all the scans it is given.
+    torch.set_num_threads(threads)
+    _WORKER["translator"] = Translator.load(model, device)
+
+
+def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None]) -> list[Path] | MriganxError:
+    try:
+        return convert_one(_WORKER["translator"], *job)
+    except MriganxError as error:
+        return error
+
+
 def convert(
     inputs: list[Path], model: Path, direction: Direction = Direction.T1_TO_T2, output: Path | None = None,
     device: str = "auto", batch_size: int = 8, overwrite: bool = False, skip_existing: bool = False,
-    progress: bool = True,
+    progress: bool = True, series: str | None = None, workers: int = 1,
 ) -> ConvertReport:
-    """Translate every input; the Python face of ``mriganx convert``."""
+    """Translate every input; the Python face of ``mriganx convert``.
+
+    With ``workers > 1`` scans are spread over that many processes, each loading the model once and using an
+    equal share of the CPU threads; every scan is translated exactly as in a serial run.
+    """
     from tqdm import tqdm
 
-    translator = Translator.load(model, device)
+    translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
     sources = expand_inputs(inputs)
     report = ConvertReport()
-    for source, target in tqdm(plan_outputs(sources, direction, output), unit="scan", disable=not progress or len(sources) < 2):
+    jobs = []
+    for source, target in plan_outputs(sources, direction, output):
         if skip_existing and target.exists():
             report.skipped.append(target)
-            continue
-        try:
-            report.written.extend(convert_one(translator, source, target, direction, batch_size, overwrite))
-        except MriganxError as error:
-            report.failed.append(error)
+        else:
+            jobs.append((source, target, direction, batch_size, overwrite, series))
+    bar = tqdm(total=len(jobs), unit="scan", disable=not progress or len(jobs) < 2)
+    if workers > 1 and len(jobs) > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(min(workers, len(jobs)), _worker_start, (model, device, threads)) as pool:
+            results = list(pool.imap(_worker_convert, jobs))
+    else:
+        results = []
+        for job in jobs:
+            try:
+                results.append(convert_one(translator, *job))
+            except MriganxError as error:
+                results.append(error)
+            bar.update(1)
+    bar.close()
+    for result in results:
+        if isinstance(result, MriganxError):
+            report.failed.append(result)
+        else:
+            report.written.extend(result)
     return report

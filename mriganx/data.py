@@ -39,15 +39,16 @@ def find_images(folder: str | Path) -> list[Path]:
         raise MriganxError(folder, "does not exist")
     if not folder.is_dir():
         raise MriganxError(folder, "is not a folder")
-    if image_kind(folder) is ImageKind.DICOM:
-        return [folder]
     found: list[Path] = []
     skipped: list[str] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         kind = image_kind(entry)
-        if kind is not None:
+        if kind is ImageKind.DICOM and entry.is_file():
+            if folder not in found:  # DICOM files side by side form series: the folder is read as a whole
+                found.append(folder)
+        elif kind is not None:
             found.append(entry)
         elif entry.is_dir():
             found.extend(find_images(entry))

@@ -16,5 +16,7 @@ class MriganxError(Exception):
 
     def __init__(self, path: str | Path | None, message: str) -> None:
         self.path = None if path is None else Path(path)
+        # One line, always: messages often quote library errors that span several.
+        message = " ".join(str(message).split())
         self.message = message
         super().__init__(f"{path}: {message}" if path is not None else message)

@@ -36,7 +36,7 @@ def grid(
     height = max(image.shape[0] for row in rows for image in row) * scale
     width = max(image.shape[1] for row in rows for image in row) * scale
     title_h = 14 if column_titles else 0
-    label_w = 8 * max((len(t) for t in row_titles), default=0) + (6 if row_titles else 0)
+    label_w = 6 * max((len(t) for t in row_titles), default=0) + (8 if row_titles else 0)
     n_cols = max(len(row) for row in rows)
     canvas = PILImage.new("L", (label_w + n_cols * (width + gap), title_h + len(rows) * (height + gap)), 0)
     draw = ImageDraw.Draw(canvas)

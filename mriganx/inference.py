@@ -81,15 +81,20 @@ class Translator:
         return cls(payload, device, path)
 
     @torch.inference_mode()
-    def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8) -> torch.Tensor:
-        """Normalised slices ``(n, 1, rows, cols)`` and head masks -> translated slices in [-1, 1]."""
+    def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8,
+                         skip_empty: bool = True) -> torch.Tensor:
+        """Normalised slices ``(n, 1, rows, cols)`` and head masks -> translated slices in [-1, 1].
+
+        ``skip_empty`` leaves slices without head out of the network: their output is background either way, so the
+        result is the same (``tests/test_inference.py`` checks it against the plain path).
+        """
         padded, padding = pad_slices(slices, self.data_config.pad_multiple)
         padded_mask, _ = pad_slices(masks.float() * 2 - 1, self.data_config.pad_multiple)
         padded_mask = padded_mask > 0
         if not self.model_config.mask_background:
             padded_mask = torch.ones_like(padded_mask)
         out = torch.full_like(padded, -1.0)
-        busy = torch.nonzero(padded_mask.flatten(1).any(dim=1)).flatten()
+        busy = torch.nonzero(padded_mask.flatten(1).any(dim=1)).flatten() if skip_empty else torch.arange(len(padded))
         net = self.generators[direction]
         for start in range(0, len(busy), batch_size):
             index = busy[start : start + batch_size]

@@ -119,6 +119,10 @@ def _check(image: Image) -> None:
     linear = image.affine[:3, :3]
     if not np.all(np.isfinite(image.affine)) or abs(np.linalg.det(linear)) < 1e-8:
         raise MriganxError(image.source, "the voxel-to-world affine is singular; the file's geometry is broken")
+    axes = linear / np.linalg.norm(linear, axis=0)
+    if np.abs(axes.T @ axes - np.eye(3)).max() > 1e-3:
+        # ITK (3D Slicer, ITK-SNAP) cannot represent sheared grids and would show the output elsewhere.
+        raise MriganxError(image.source, "the voxel axes are not orthogonal (sheared affine); resample it to an orthogonal grid first")
 
 
 def _load_nifti(path: Path) -> Image:
@@ -189,9 +193,12 @@ def _load_dicom(path: Path, series: str | None = None) -> Image:
         if path.is_dir():
             found = dicom_series(path)
             if not found:
-                raise MriganxError(path, "folder holds no readable DICOM series")
+                files = [p for p in sorted(path.iterdir()) if _is_dicom(p)]
+                if len(files) == 1:
+                    return _load_dicom(files[0])  # names the file and its problem
+                raise MriganxError(path, f"folder holds {len(files)} DICOM files but no readable series; are they corrupt or truncated?")
             if series is None and len(found) > 1:
-                raise MriganxError(path, f"folder holds {len(found)} DICOM series, pick one: {', '.join(found)}")
+                raise MriganxError(path, f"folder holds {len(found)} DICOM series; pick one with --series: {', '.join(found)}")
             if series is not None and series not in found:
                 raise MriganxError(path, f"no series {series}; the folder holds: {', '.join(found)}")
             files = found[series or next(iter(found))]

@@ -479,6 +479,8 @@ class Trainer:
         writer = None
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.checkpoint_path.parent.glob(f".{self.checkpoint_path.name}.part-*"):
+                stale.unlink()  # left by a process killed while writing; never a checkpoint
             self.config.save(self.run_dir / "config.yaml")
             writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if self.resume else None)
             if not self.strip_columns:

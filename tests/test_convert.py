@@ -152,3 +152,13 @@ def test_dicom_series_matches_dcm2niix(smoke_model: Path, tmp_path: Path) -> Non
     assert len(np.unique(index, axis=0)) == len(index)
     ref_data = np.asarray(reference.dataobj)
     np.testing.assert_allclose(ref_data[tuple(index.T)], source.array.reshape(-1), atol=1e-3)
+
+
+def test_parallel_conversion_equals_serial(smoke_model: Path, tmp_path: Path) -> None:
+    sources = [phantom_file(tmp_path, storage, (1, 1)) for storage in ("RAS", "LPS", "oblique")]
+    serial = convert(sources, smoke_model, output=tmp_path / "serial", progress=False, device="cpu")
+    parallel = convert(sources, smoke_model, output=tmp_path / "parallel", progress=False, device="cpu", workers=2)
+    assert not serial.failed and not parallel.failed
+    assert [p.name for p in serial.written] == [p.name for p in parallel.written]
+    for a, b in zip(serial.written, parallel.written, strict=True):
+        np.testing.assert_array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
