@@ -68,9 +68,12 @@ def ms_ssim(prediction: np.ndarray, target: np.ndarray) -> float:
     """MONAI's multi-scale SSIM with as many of the five standard scales as the slice size allows (NaN if none)."""
     weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
     smallest = min(prediction.shape)
-    scales = 0
-    while scales < len(weights) and smallest >= (SSIM_WINDOW - 1) * 2 ** scales + 1:
-        scales += 1
+
+    def fits(n: int) -> bool:
+        # The coarsest scale must still hold a window, and MONAI checks size // (n - 1)^2 > window - 1 besides.
+        return smallest // 2 ** (n - 1) >= SSIM_WINDOW and smallest // max(1, n - 1) ** 2 > SSIM_WINDOW - 1
+
+    scales = max((n for n in range(2, len(weights) + 1) if fits(n)), default=0)
     if scales < 2:
         return math.nan
     metric = MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_size=SSIM_WINDOW, kernel_sigma=SSIM_SIGMA,

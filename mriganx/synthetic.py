@@ -32,7 +32,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
-from PIL import Image as PILImage
+
+from mriganx.io import atomic_output, save_png
 
 __all__ = [
     "Tissue",
@@ -552,7 +553,8 @@ def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
-    nib.save(image, path)
+    with atomic_output(path, overwrite=True) as temporary:
+        nib.save(image, temporary)
 
 
 def _to_uint8(image: np.ndarray, top: float) -> np.ndarray:
@@ -608,7 +610,7 @@ def write_subjects(
                 top = float(np.percentile(volume[inside], 99.9)) if inside.any() else 1.0
                 slices = axial_png_slices(volume, ph.affine)
                 for k in keep:
-                    PILImage.fromarray(_to_uint8(slices[k], top)).save(png_dir / f"{name}_slice-{k:03d}.png")
+                    save_png(_to_uint8(slices[k], top), png_dir / f"{name}_slice-{k:03d}.png", overwrite=True)
                 paths[key] = png_dir
         written.append(paths)
     return written
