@@ -53,7 +53,7 @@ def seconds_per_step(config: Config, shape: tuple[int, int]) -> float:
     return (time.perf_counter() - started) / 2
 
 
-def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu", subjects: int = 4, spacing: float = 2.0,
+def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu", subjects: int = 8, spacing: float = 2.0,
              seed: int = 0, progress: bool = True, overwrite: bool = False) -> DemoResult:
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -135,7 +135,7 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
     translator = model if isinstance(model, Translator) else Translator.load(model)
     pairs = pair_inputs(Path(source), Path(target))
     report = EvaluationReport(direction, scale)
-    shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]] = []
+    shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray, float]] = []
     for source_path, target_path in pairs:
         src, tgt = load_image(source_path), load_image(target_path)
         if src.array.shape != tgt.array.shape or not np.allclose(src.affine, tgt.affine, atol=1e-3):
@@ -160,7 +160,8 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
             row.update(paired_metrics(prediction[index], truth[index], 1.0, masks[index]))
             row["ms_ssim"] = ms_ssim(prediction[index], truth[index])
             report.rows.append(row)
-            shown.append((row["ssim"], f"{source_path.name}:{index}", inputs[index], prediction[index], truth[index]))
+            shown.append((row["ssim"], f"{source_path.name}:{index}", inputs[index], prediction[index], truth[index],
+                          float(masks[index].mean())))
     if not report.rows:
         raise MriganxError(target, "no slice shows head; nothing to score")
     if out is not None:
@@ -169,11 +170,13 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
     return report
 
 
-def _figure(shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
-    ranked = sorted(shown, key=lambda s: s[0])
+def _figure(shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray, float]], path: Path) -> Path:
+    # Slices that show little head (the skull cap, the neck) score high on background alone: pick among the rest.
+    largest = max(s[5] for s in shown)
+    ranked = sorted((s for s in shown if s[5] >= 0.3 * largest), key=lambda s: s[0])
     picks = {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
     rows, titles = [], []
-    for label, (ssim, name, source, prediction, truth) in picks.items():
+    for label, (ssim, name, source, prediction, truth, _) in picks.items():
         src_rng = fit_range(source)
         rows.append([
             to_uint8(normalise(source, src_rng)),
