@@ -85,11 +85,14 @@ def test_unpaired_measures(smoke_model: Path, phantom_dirs: dict[str, Path]) -> 
     assert out["images"] == 1 and 0 < out["cycle_error"] < 2 and 0 <= out["intensity_w1"] <= 2
 
 
-@pytest.mark.parametrize("size", [24, 36, 91, 99, 109, 160, 181, 217])
+@pytest.mark.parametrize("size", [16, 24, 36, 91, 99, 109, 160, 181, 217])
 def test_ms_ssim_works_for_every_slice_size_it_accepts(size: int) -> None:
     from mriganx.evaluation import ms_ssim
 
     image = np.random.default_rng(size).random((size, size + 3)).astype(np.float32)
     value = ms_ssim(image, image * 0.8)
-    assert math.isnan(value) if size < 30 else 0.5 < value < 1.0
-    assert ms_ssim(image, image) == pytest.approx(1.0) or size < 30
+    if size < 22:  # two scales need a window (11) at half size: too small, reported as NaN, not a crash
+        assert math.isnan(value)
+    else:
+        assert 0.5 < value < 1.0
+        assert ms_ssim(image, image) == pytest.approx(1.0)
