@@ -41,7 +41,7 @@ from mriganx.figures import grid, save_figure, to_uint8
 from mriganx.frame import to_slices
 from mriganx.inference import Translator
 from mriganx.intensity import IntensityRange, fit_range, head_mask, normalise
-from mriganx.io import Image, ImageKind, load_image
+from mriganx.io import ImageKind, load_image
 from mriganx.metrics import SSIM_SIGMA, SSIM_WINDOW, paired_metrics
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae", "psnr_mask", "ssim_mask", "mae_mask")
@@ -122,7 +122,7 @@ class EvaluationReport:
         return paths
 
 
-def _scaled(image: Image, values: np.ndarray, scale: IntensityScale, rng: IntensityRange) -> np.ndarray:
+def _scaled(values: np.ndarray, scale: IntensityScale, rng: IntensityRange) -> np.ndarray:
     if scale is IntensityScale.EIGHT_BIT:
         return values / 255.0
     return np.clip((values - rng.low) / (rng.high - rng.low), 0.0, 1.0)
@@ -145,9 +145,9 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
             chosen = IntensityScale.EIGHT_BIT if tgt.kind is ImageKind.PNG and tgt.array.max() <= 255 else IntensityScale.ROBUST
         report.scale = chosen
         result = translator.translate(src, direction, batch_size)
-        prediction = to_slices(_scaled(tgt, result.array, chosen, result.output_range), tgt.affine)
+        prediction = to_slices(_scaled(result.array, chosen, result.output_range), tgt.affine)
         target_range = fit_range(tgt.array, translator.data_config.lower_percentile, translator.data_config.upper_percentile)
-        truth = to_slices(_scaled(tgt, tgt.array, chosen, target_range), tgt.affine)
+        truth = to_slices(_scaled(tgt.array, chosen, target_range), tgt.affine)
         inputs = to_slices(src.array, src.affine)
         if mask is not None:
             masks = to_slices(load_image(mask).array > 0, tgt.affine)
