@@ -22,9 +22,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mriganx.config import Direction, load_config
-from mriganx.frame import from_slices, to_slices
+from mriganx.frame import from_slices
 from mriganx.inference import Translator
-from mriganx.intensity import fit_range, head_mask, normalise
+from mriganx.data import frame_slices
 from mriganx.io import load_image, save_like
 from mriganx.synthetic import write_subjects
 from mriganx.training import CycleGAN
@@ -76,10 +76,7 @@ def convert_cost(model: Path, volume: Path, out_dir: Path, batch_size: int, repe
         t0 = time.perf_counter()
         image = load_image(volume)
         t1 = time.perf_counter()
-        slices = to_slices(image.array, image.affine)
-        rng = fit_range(image.array)
-        normalised = normalise(slices, rng)
-        masks = head_mask(normalised)
+        normalised, masks, _ = frame_slices(image, translator.data_config)
         t2 = time.perf_counter()
         out = translator.translate_slices(torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None],
                                           Direction.T1_TO_T2, batch_size)

@@ -25,8 +25,8 @@ import torch
 from mriganx.config import DataConfig
 from mriganx.errors import MriganxError
 from mriganx.frame import to_slices
-from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range, normalise, pad_slices
-from mriganx.io import ImageKind, image_kind, load_image
+from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range, normalise, pad_masks, pad_slices
+from mriganx.io import Image, ImageKind, image_kind, load_image
 
 log = logging.getLogger(__name__)
 HISTOGRAM_BINS = 64
@@ -84,6 +84,14 @@ class SliceSet:
         return counts.tolist()
 
 
+def frame_slices(image: Image, config: DataConfig) -> tuple[np.ndarray, np.ndarray, IntensityRange]:
+    """An image as the networks see it: slice-frame slices normalised by the image's own robust range, their head
+    masks, and that range. Training, inference and evaluation all prepare images through here."""
+    rng = fit_range(image.array, config.lower_percentile, config.upper_percentile)
+    slices = normalise(to_slices(image.array, image.affine), rng)
+    return slices, head_mask(slices), rng
+
+
 def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
     """Read every image in ``folder`` into a :class:`SliceSet` (the in-memory cache the training samples from)."""
     paths = find_images(folder)
@@ -93,9 +101,7 @@ def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
     ranges: list[IntensityRange] = []
     for path in paths:
         image = load_image(path)
-        rng = fit_range(image.array, config.lower_percentile, config.upper_percentile)
-        slices = normalise(to_slices(image.array, image.affine), rng)
-        masks = head_mask(slices)
+        slices, masks, rng = frame_slices(image, config)
         # Real images get the same clean background the generators produce, so the critics cannot tell real from
         # translated by faint signal in the air.
         slices = np.where(masks, slices, np.float32(-1.0))
@@ -117,11 +123,10 @@ def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
     all_slices, all_masks = [], []
     for shape, parts in groups.items():
         stack = torch.from_numpy(np.concatenate(parts))[:, None]
-        mask = torch.from_numpy(np.concatenate(mask_groups[shape]))[:, None].float()
+        mask = torch.from_numpy(np.concatenate(mask_groups[shape]))[:, None]
         padded, _ = pad_slices(stack, config.pad_multiple, size)
-        padded_mask, _ = pad_slices(mask * 2 - 1, config.pad_multiple, size)
         all_slices.append(padded)
-        all_masks.append(padded_mask > 0)
+        all_masks.append(pad_masks(mask, config.pad_multiple, size))
     return SliceSet(torch.cat(all_slices), torch.cat(all_masks), ranges, digest.hexdigest()[:16])
 
 

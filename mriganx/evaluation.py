@@ -35,7 +35,7 @@ import torch
 from monai.metrics import MultiScaleSSIMMetric
 
 from mriganx.config import Direction, IntensityScale
-from mriganx.data import find_images
+from mriganx.data import find_images, frame_slices
 from mriganx.errors import MriganxError
 from mriganx.figures import grid, save_figure, to_uint8
 from mriganx.frame import to_slices
@@ -206,11 +206,8 @@ def evaluate_unpaired(model: Path | Translator, source: Path, direction: Directi
     histogram = np.zeros(len(edges) - 1)
     cycle = []
     for path in paths:
-        image = load_image(path)
-        slices = to_slices(image.array, image.affine)
-        rng = fit_range(image.array, translator.data_config.lower_percentile, translator.data_config.upper_percentile)
-        normalised = torch.from_numpy(normalise(slices, rng))[:, None]
-        masks = torch.from_numpy(head_mask(normalised[:, 0].numpy()))[:, None]
+        slices, slice_masks, _ = frame_slices(load_image(path), translator.data_config)
+        normalised, masks = torch.from_numpy(slices)[:, None], torch.from_numpy(slice_masks)[:, None]
         forth = translator.translate_slices(normalised, masks, direction)
         again = translator.translate_slices(forth, masks, back)
         cycle.append(float((again - normalised).abs()[masks].mean()))

@@ -23,8 +23,9 @@ import torch
 
 from mriganx.config import Config, Direction
 from mriganx.errors import MriganxError
-from mriganx.frame import from_slices, to_slices
-from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, normalise, pad_slices
+from mriganx.data import frame_slices
+from mriganx.frame import from_slices
+from mriganx.intensity import IntensityRange, denormalise, pad_masks, pad_slices
 from mriganx.io import Image
 from mriganx.networks import build_generator
 from mriganx.training import MODEL_FORMAT, MODEL_FORMAT_VERSION, masked, pick_device
@@ -89,8 +90,7 @@ class Translator:
         result is the same (``tests/test_inference.py`` checks it against the plain path).
         """
         padded, padding = pad_slices(slices, self.data_config.pad_multiple)
-        padded_mask, _ = pad_slices(masks.float() * 2 - 1, self.data_config.pad_multiple)
-        padded_mask = padded_mask > 0
+        padded_mask = pad_masks(masks, self.data_config.pad_multiple)
         if not self.model_config.mask_background:
             padded_mask = torch.ones_like(padded_mask)
         out = torch.full_like(padded, -1.0)
@@ -105,14 +105,12 @@ class Translator:
     def translate(self, image: Image, direction: Direction | str, batch_size: int = 8) -> Translation:
         """Translate an image; the result has the input's shape and voxel order."""
         direction = Direction(direction)
-        slices = to_slices(image.array, image.affine)
-        if min(slices.shape[1:]) < MIN_SIZE:
-            raise MriganxError(image.source, f"axial slices are {slices.shape[1]}x{slices.shape[2]}; at least {MIN_SIZE}x{MIN_SIZE} is needed")
-        rng = fit_range(image.array, self.data_config.lower_percentile, self.data_config.upper_percentile)
         if float(image.array.max()) <= float(image.array.min()):
             raise MriganxError(image.source, "image is constant; there is nothing to translate")
-        normalised = normalise(slices, rng)
-        masks = head_mask(normalised)
+        normalised, masks, rng = frame_slices(image, self.data_config)
+        if min(normalised.shape[1:]) < MIN_SIZE:
+            rows, cols = normalised.shape[1:]
+            raise MriganxError(image.source, f"axial slices are {rows}x{cols}; at least {MIN_SIZE}x{MIN_SIZE} is needed")
         out = self.translate_slices(torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None], direction, batch_size)
         target_range = self.ranges[direction.target]
         values = denormalise(out[:, 0].numpy(), target_range)

@@ -107,3 +107,9 @@ def pad_slices(slices: torch.Tensor, multiple: int, min_size: tuple[int, int] | 
     padded = torch.as_tensor(pad(slices.reshape(n * c, rows, cols))).reshape(n, c, target_rows, target_cols)
     top, left = (target_rows - rows) // 2, (target_cols - cols) // 2
     return padded.as_subclass(torch.Tensor), Padding(top, left, rows, cols)
+
+
+def pad_masks(masks: torch.Tensor, multiple: int, min_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Pad boolean masks exactly as :func:`pad_slices` pads their slices (the padding is outside the head)."""
+    padded, _ = pad_slices(masks.float() * 2 - 1, multiple, min_size)
+    return padded > 0
