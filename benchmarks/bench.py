@@ -3,7 +3,7 @@
     python benchmarks/bench.py [--quick] [--json benchmarks/last.json]
 
 Prints a table and writes JSON. Everything runs in one process, so the ceiling and the measurements share the
-machine's state. Timings are medians of a few repeats after a warm-up.
+machine's state. Timings are medians of a few repeats after a warm-up; the ceiling is the fastest of five.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from mriganx.synthetic import write_subjects
 from mriganx.training import CycleGAN
 
 
-def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
+def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, best: bool = False) -> float:
+    """Median seconds of ``repeats`` calls after ``warmup`` calls (the fastest call with ``best``: for ceilings)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -38,30 +39,43 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return min(times) if best else statistics.median(times)
 
 
-def ceiling() -> dict[str, float]:
+def synchronised(fn: Callable[[], Any], device: torch.device) -> Callable[[], None]:
+    """``fn`` followed by waiting for the GPU, so that timings count the work and not just its launch."""
+    def run() -> None:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return run
+
+
+def ceiling(device: torch.device) -> dict[str, float]:
     """Large float32 matmul and 3x3 convolutions (64 and 256 channels): the best of them is the ceiling."""
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    out = {"matmul_gflops": 2 * 4096**3 / timed(lambda: a @ b) / 1e9}
+    a, b = torch.randn(4096, 4096, device=device), torch.randn(4096, 4096, device=device)
+    out = {"matmul_gflops": 2 * 4096**3 / timed(synchronised(lambda: a @ b, device), repeats=5, best=True) / 1e9}
     for channels, size in ((64, 128), (256, 64)):
-        x, conv = torch.randn(4, channels, size, size), torch.nn.Conv2d(channels, channels, 3, padding=1)
+        x = torch.randn(4, channels, size, size, device=device)
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device)
         with torch.no_grad():
-            out[f"conv3x3_{channels}ch_gflops"] = 2 * 4 * channels**2 * 9 * size**2 / timed(lambda: conv(x)) / 1e9
+            seconds = timed(synchronised(lambda: conv(x), device), repeats=5, best=True)
+            out[f"conv3x3_{channels}ch_gflops"] = 2 * 4 * channels**2 * 9 * size**2 / seconds / 1e9
     out["ceiling_gflops"] = max(out.values())
     return out
 
 
-def training_cost(name: str, shape: tuple[int, int], repeats: int) -> dict[str, float]:
+def training_cost(name: str, shape: tuple[int, int], repeats: int, device: torch.device) -> dict[str, float]:
     config = load_config(name)
-    gan = CycleGAN(config, torch.device("cpu"))
+    gan = CycleGAN(config, device)
     batch = config.train.batch_size
     size = config.data.crop_size or shape
-    x = torch.rand(batch, 1, *size) * 2 - 1
+    x = torch.rand(batch, config.model.channels, *size, device=device) * 2 - 1
     mask = torch.ones_like(x, dtype=torch.bool)
-    step = lambda: gan.step(x, mask, x, mask)  # noqa: E731
-    seconds = timed(step, repeats)
+    step = synchronised(lambda: gan.step(x, mask, x, mask), device)
+    # The first steps run slow (allocator and oneDNN primitive caches warming up), and single steps vary by 20 %
+    # on this shared machine: three warm-up steps, then the median of several.
+    seconds = timed(step, repeats=max(5, 3 * repeats), warmup=3)
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
@@ -69,8 +83,8 @@ def training_cost(name: str, shape: tuple[int, int], repeats: int) -> dict[str, 
             "gflop_per_iter": flops / 1e9, "gflops": flops / seconds / 1e9}
 
 
-def convert_cost(model: Path, volume: Path, out_dir: Path, batch_size: int, repeats: int) -> dict[str, float]:
-    translator = Translator.load(model, "cpu")
+def convert_cost(model: Path, volume: Path, out_dir: Path, batch_size: int, repeats: int, device: torch.device) -> dict[str, float]:
+    translator = Translator.load(model, device)
     parts: dict[str, list[float]] = {"load": [], "preprocess": [], "network": [], "postprocess": [], "write": []}
     for repeat in range(repeats + 1):
         t0 = time.perf_counter()
@@ -93,20 +107,43 @@ def convert_cost(model: Path, volume: Path, out_dir: Path, batch_size: int, repe
     return result
 
 
+def growth(model: Path, threads: int, device: torch.device) -> dict[str, dict[str, float]]:
+    """Network time against the number of slices (at 220x184) and against the in-plane size (16 slices): both
+    should grow linearly, i.e. a constant time per slice and per pixel."""
+    translator = Translator.load(model, device)
+    torch.set_num_threads(threads)
+
+    def run(n: int, rows: int, cols: int) -> float:
+        x = torch.rand(n, 1, rows, cols) * 2 - 1
+        m = torch.ones_like(x, dtype=torch.bool)
+        return timed(lambda: translator.translate_slices(x, m, Direction.T1_TO_T2, batch_size=8), repeats=2)
+
+    slices = {n: run(n, 220, 184) for n in (16, 32, 64, 128)}
+    sizes = {side: run(16, side, side) for side in (64, 128, 256)}
+    return {
+        "by_slices": {f"{n}": {"s": t, "ms_per_slice": 1000 * t / n} for n, t in slices.items()},
+        "by_size": {f"{side}x{side}": {"s": t, "us_per_pixel": 1e6 * t / (16 * side * side)} for side, t in sizes.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, cpu config only")
     parser.add_argument("--json", default="benchmarks/last.json")
     parser.add_argument("--model", help="a trained model.pt to time conversion with (default: an untrained cpu model)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training in the config's precision)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     repeats = 1 if args.quick else 3
     report: dict[str, Any] = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                                          "torch": torch.__version__}}
-    report["ceiling"] = ceiling()
+                                          "torch": torch.__version__, "device": str(device)}}
+    if device.type == "cuda":
+        report["machine"]["gpu"] = torch.cuda.get_device_name(device)
+    report["ceiling"] = ceiling(device)
     print("ceiling: " + ", ".join(f"{k} {v:.0f}" for k, v in report["ceiling"].items()))
     report["training"] = {}
     for name in (["cpu"] if args.quick else ["cpu", "default", "smoke"]):
-        cost = training_cost(name, (220, 184), repeats)
+        cost = training_cost(name, (220, 184), repeats, device)
         cost["fraction_of_ceiling"] = cost["gflops"] / report["ceiling"]["ceiling_gflops"]
         report["training"][name] = cost
         print(f"train {name:8s} batch {cost['batch']} {cost['rows']}x{cost['cols']}: {cost['s_per_iter']:.3f} s/it, "
@@ -117,12 +154,25 @@ def main() -> None:
         subject = write_subjects(tmp_path / "vol", 1, seed=0)[0]
         model = Path(args.model) if args.model else _untrained_model(tmp_path)
         report["convert"] = {}
-        for batch_size in ([8] if args.quick else [1, 4, 8, 16]):
-            cost = convert_cost(model, subject["t1"], tmp_path, batch_size, repeats)
-            report["convert"][f"batch{batch_size}"] = cost
-            print(f"convert 181x217x181 batch {batch_size:2d}: " + ", ".join(f"{k} {v:.2f}s" for k, v in cost.items()))
+        threads = torch.get_num_threads()
+        settings = [(8, threads)] if args.quick else [(1, threads), (4, threads), (8, threads), (16, threads), (8, 1)]
+        for batch_size, n_threads in settings:
+            torch.set_num_threads(n_threads)
+            cost = convert_cost(model, subject["t1"], tmp_path, batch_size, repeats, device)
+            report["convert"][f"batch{batch_size}_threads{n_threads}"] = cost
+            print(f"convert 181x217x181 batch {batch_size:2d} threads {n_threads}: " + ", ".join(f"{k} {v:.2f}s" for k, v in cost.items()))
+        torch.set_num_threads(threads)
+        if not args.quick:
+            report["growth"] = growth(model, threads, device)
+            for n, row in report["growth"]["by_slices"].items():
+                print(f"network, {n:>3s} slices of 220x184: {row['s']:.2f} s, {row['ms_per_slice']:.1f} ms per slice")
+            for size, row in report["growth"]["by_size"].items():
+                print(f"network, 16 slices of {size:>7s}: {row['s']:.2f} s, {row['us_per_pixel']:.2f} us per pixel")
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {report['peak_rss_mib']:.0f} MiB")
+    if torch.cuda.is_available():
+        report["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        print(f"peak GPU memory allocated: {report['peak_gpu_mib']:.0f} MiB")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
 

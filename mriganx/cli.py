@@ -90,13 +90,14 @@ def train(
     t1_dir: Annotated[Path, typer.Option("--t1-dir", help="Folder of T1w images (NIfTI, DICOM, PNG).")],
     t2_dir: Annotated[Path, typer.Option("--t2-dir", help="Folder of T2w images (unpaired).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, checkpoints, logs.")] = Path("runs/mriganx"),
-    config: Annotated[str, typer.Option(help="Shipped config name (default, cpu, smoke) or a YAML file.")] = "cpu",
+    config: Annotated[str, typer.Option(help="Shipped config name (default, cpu, cpu-volume, smoke) or a YAML file.")] = "cpu",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
     epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Slices per batch and contrast.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    context_slices: Annotated[Optional[int], typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
@@ -106,6 +107,7 @@ def train(
     cfg = override(cfg, {
         "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.max_steps": max_steps,
         "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
+        "model.context_slices": context_slices,
     })
     result = run_training(cfg, t1_dir, t2_dir, out, resume=resume)
     state = "interrupted; continue with --resume" if result.interrupted else "done"
@@ -130,12 +132,13 @@ def convert(
     skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
     series: Annotated[Optional[str], typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
+    confidence: Annotated[bool, typer.Option(help="Also write <name>_confidence.nii.gz: where the translation is least trustworthy.")] = False,
 ) -> None:
     """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
     from mriganx.convert import convert as run_convert
 
     report = run_convert(inputs, model, direction, output, device, batch_size, overwrite, skip_existing, series=series,
-                         workers=workers)
+                         workers=workers, confidence=confidence)
     for path in report.written:
         typer.echo(str(path))
     for path in report.skipped:
@@ -156,6 +159,7 @@ def evaluate(
     mask: Annotated[Optional[Path], typer.Option(help="Head mask on the target's grid (default: from the target).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSV, JSON and figure.")] = Path("evaluation"),
     intensity: Annotated[IntensityScale, typer.Option(help="How intensities are scaled to [0, 1] before scoring.")] = IntensityScale.AUTO,
+    confidence: Annotated[bool, typer.Option(help="Also score how well the confidence map ranks the true error.")] = False,
 ) -> None:
     """Score translations against paired targets (PSNR, SSIM, MS-SSIM, MAE; whole and in the head), or, without
     a target, report the cycle error and the intensity-distribution distance."""
@@ -167,11 +171,15 @@ def evaluate(
     if target is None:
         typer.echo(json.dumps(evaluate_unpaired(model, source, direction), indent=1))
         return
-    report = run_evaluate(model, source, target, direction, mask, out, intensity)
+    report = run_evaluate(model, source, target, direction, mask, out, intensity, confidence=confidence)
     summary = report.summary
     typer.echo(f"{summary['direction']}: {summary['slices']} slices, intensities scaled '{summary['intensity_scale']}', data range 1")
     for key, value in summary["mean"].items():
-        typer.echo(f"  {key:10s} {value:.4f}")
+        typer.echo(f"  {key:20s} {value:.4f}")
+    if report.confidence is not None:
+        c = report.confidence
+        typer.echo(f"  confidence: Spearman {c['spearman']:.3f} with |error|; MAE {c['mae_most_confident']:.4f} in the "
+                   f"most trusted 10 %, {c['mae_least_confident']:.4f} in the least trusted 10 % (all {c['mae_all']:.4f})")
     typer.echo(f"written to {out}/")
 
 
@@ -180,7 +188,7 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path("mriganx-demo"),
     minutes: Annotated[float, typer.Option(help="Training budget in minutes (wall clock).")] = 8.0,
-    config: Annotated[str, typer.Option(help="Config to train.")] = "cpu",
+    config: Annotated[str, typer.Option(help="Config to train.")] = "cpu-volume",
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in --out.")] = False,
 ) -> None:
     """Synthetic subjects -> train -> convert a held-out T1w -> evaluate against its true T2w. No data needed."""
@@ -189,8 +197,13 @@ def demo(
     result = run_demo(out, minutes, config, overwrite=overwrite)
     mean = result.metrics["mean"]
     typer.echo(f"trained {result.steps} steps in {result.train_seconds / 60:.1f} min")
-    typer.echo(f"held-out T1w -> T2w: SSIM {mean['ssim']:.3f} (head {mean['ssim_mask']:.3f}), PSNR {mean['psnr']:.2f} dB, MAE {mean['mae']:.4f}")
+    typer.echo(f"held-out T1w -> T2w: SSIM {mean['ssim']:.3f} (head {mean['ssim_mask']:.3f}), PSNR {mean['psnr']:.2f} dB, "
+               f"MAE {mean['mae']:.4f}, through-plane error {mean['through_plane_error']:.4f}")
+    doubt = result.metrics["confidence"]
+    typer.echo(f"confidence map vs true error: Spearman {doubt['spearman']:.2f}; MAE {doubt['mae_most_confident']:.3f} where "
+               f"most trusted, {doubt['mae_least_confident']:.3f} where least")
     typer.echo(f"translation:     {result.translation}")
+    typer.echo(f"confidence map:  {result.confidence}")
     typer.echo(f"true T2w:        {result.truth}")
     typer.echo(f"figure:          {result.evaluation['figure']}")
     typer.echo(f"metrics:         {result.evaluation['json']}")

@@ -68,6 +68,14 @@ class ModelConfig:
     # Air gives no signal in any contrast: where the input is background the output is set to background, so the
     # networks spend their capacity on the head (see mriganx.intensity.head_mask for the rule).
     mask_background: bool = True
+    # 2.5D: each slice travels with its k neighbours above and below as extra channels, and the networks translate
+    # and judge the whole (2k+1)-slice stack; 0 = plain 2D (see mriganx.data.with_context).
+    context_slices: int = 0
+
+    @property
+    def channels(self) -> int:
+        """Slices per network input: the slice and its neighbours on both sides."""
+        return 2 * self.context_slices + 1
 
 
 @dataclass
@@ -147,7 +155,10 @@ def _build(kind: type, values: dict[str, Any], where: str) -> Any:
     converted = {}
     for name, value in values.items():
         converted[name] = _coerce(getattr(defaults, name), value, fields[name].type)
-    return kind(**converted)
+    built = kind(**converted)
+    if getattr(built, "context_slices", 0) < 0:
+        raise MriganxError(where, "context_slices must be 0 (plain 2D) or a positive number of neighbours per side")
+    return built
 
 
 def _coerce(default: Any, value: Any, annotation: str) -> Any:

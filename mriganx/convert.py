@@ -1,7 +1,8 @@
 """Translate scans into files on disk: the library behind ``mriganx convert``.
 
 Output naming: ``<name>_t2.nii.gz`` (or ``_t1``) beside the input or inside an output folder; a PNG input also gives
-``<name>_t2.png``. Every file is written atomically; an existing output is kept unless ``overwrite``; an input is
+``<name>_t2.png``; with ``confidence`` also ``<name>_t2_confidence.nii.gz`` on the same grid (higher = less
+trustworthy; see :meth:`mriganx.inference.Translator.confidence_slices`). Every file is written atomically; an existing output is kept unless ``overwrite``; an input is
 never overwritten. One scan that fails does not stop the others: its error is collected and reported.
 
 >>> output_name(Path("sub-01_T1w.nii.gz"), Direction.T1_TO_T2)
@@ -63,20 +64,31 @@ def plan_outputs(inputs: list[Path], direction: Direction, output: Path | None) 
     return plans
 
 
+def sibling(target: Path, suffix: str, extension: str = ".nii.gz") -> Path:
+    """A file beside a NIfTI output: ``x_t2.nii.gz`` -> ``x_t2<suffix><extension>``."""
+    stem = target.name[: -len(".nii.gz")] if target.name.endswith(".nii.gz") else target.name.rsplit(".", 1)[0]
+    return target.with_name(f"{stem}{suffix}{extension}")
+
+
 def convert_one(translator: Translator, source: Path, target: Path, direction: Direction, batch_size: int = 8,
-                overwrite: bool = False, series: str | None = None) -> list[Path]:
+                overwrite: bool = False, series: str | None = None, confidence: bool = False) -> list[Path]:
     image = load_image(source, series if source.is_dir() else None)
-    result = translator.translate(image, direction, batch_size)
-    png_target = target.with_name(target.name.replace(".nii.gz", ".png").replace(".nii", ".png"))
+    png_target = sibling(target, "", ".png")
+    confidence_target = sibling(target, "_confidence")
+    planned = [target, *([png_target] if image.kind is ImageKind.PNG else []), *([confidence_target] if confidence else [])]
     if not overwrite:
-        for path in (target, png_target) if image.kind is ImageKind.PNG else (target,):
+        for path in planned:
             if path.exists():
                 raise MriganxError(path, "exists; pass --overwrite to replace it")
+    result = translator.translate(image, direction, batch_size, confidence=confidence)
     description = f"mriganx {direction.value} synthetic, not a measured image"
     written = [save_like(result.array, image, target, overwrite=overwrite, description=description)]
     if image.kind is ImageKind.PNG:
         # The 8-bit PNG keeps the target range's own scale, as the reference slices do.
         written.append(save_png(result.array[..., 0], png_target, overwrite=overwrite, protect=(source,)))
+    if result.confidence is not None:
+        written.append(save_like(result.confidence, image, confidence_target, overwrite=overwrite,
+                                 description=f"mriganx {direction.value} doubt: higher = less trustworthy"))
     return written
 
 
@@ -89,7 +101,7 @@ def _worker_start(model: Path, device: str, threads: int) -> None:
     _WORKER["translator"] = Translator.load(model, device)
 
 
-def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None]) -> list[Path] | MriganxError:
+def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None, bool]) -> list[Path] | MriganxError:
     try:
         return convert_one(_WORKER["translator"], *job)
     except MriganxError as error:
@@ -99,7 +111,7 @@ def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None]) ->
 def convert(
     inputs: list[Path], model: Path, direction: Direction = Direction.T1_TO_T2, output: Path | None = None,
     device: str = "auto", batch_size: int = 8, overwrite: bool = False, skip_existing: bool = False,
-    progress: bool = True, series: str | None = None, workers: int = 1,
+    progress: bool = True, series: str | None = None, workers: int = 1, confidence: bool = False,
 ) -> ConvertReport:
     """Translate every input; the Python face of ``mriganx convert``.
 
@@ -116,7 +128,7 @@ def convert(
         if skip_existing and target.exists():
             report.skipped.append(target)
         else:
-            jobs.append((source, target, direction, batch_size, overwrite, series))
+            jobs.append((source, target, direction, batch_size, overwrite, series, confidence))
     bar = tqdm(total=len(jobs), unit="scan", disable=not progress or len(jobs) < 2)
     if workers > 1 and len(jobs) > 1:
         threads = max(1, torch.get_num_threads() // workers)

@@ -61,9 +61,30 @@ def find_images(folder: str | Path) -> list[Path]:
     return found
 
 
+def with_context(slices: torch.Tensor, k: int) -> torch.Tensor:
+    """Stacks ``(n, 2k+1, ...)`` of each slice of ``(n, ...)`` between its k neighbours on either side (the channel
+    order follows the slice order; the centre channel is the slice itself). Past the first and last slice the edge
+    slice repeats, so a single 2D slice becomes 2k+1 copies of itself.
+
+    >>> with_context(torch.arange(3.0), 1).tolist()
+    [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0]]
+    """
+    n = slices.shape[0]
+    offsets = torch.arange(-k, k + 1)
+    index = (torch.arange(n)[:, None] + offsets[None, :]).clamp(0, n - 1)
+    return slices[index]
+
+
+def centre(stacks: torch.Tensor) -> torch.Tensor:
+    """The middle channel of ``(n, 2k+1, rows, cols)`` stacks, as ``(n, 1, rows, cols)``: the slice itself."""
+    middle = stacks.shape[1] // 2
+    return stacks[:, middle : middle + 1]
+
+
 @dataclass
 class SliceSet:
-    """Normalised, padded slices ``(n, 1, rows, cols)`` of one contrast with their head masks."""
+    """Normalised, padded slices ``(n, c, rows, cols)`` of one contrast with their head masks; ``c`` is 1 for 2D
+    models and 2k+1 for models with k context slices (each entry is a slice in the middle of its neighbours)."""
 
     slices: torch.Tensor
     masks: torch.Tensor
@@ -80,7 +101,7 @@ class SliceSet:
     def histogram(self, bins: int = HISTOGRAM_BINS) -> list[float]:
         """Counts of normalised head intensities in ``bins`` equal bins over [-1, 1] (the reference distribution
         that unpaired evaluation compares translations with)."""
-        counts = torch.histc(self.slices[self.masks], bins=bins, min=-1.0, max=1.0)
+        counts = torch.histc(centre(self.slices)[centre(self.masks)], bins=bins, min=-1.0, max=1.0)
         return counts.tolist()
 
 
@@ -92,12 +113,13 @@ def frame_slices(image: Image, config: DataConfig) -> tuple[np.ndarray, np.ndarr
     return slices, head_mask(slices), rng
 
 
-def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
-    """Read every image in ``folder`` into a :class:`SliceSet` (the in-memory cache the training samples from)."""
+def load_slices(folder: str | Path, config: DataConfig, context_slices: int = 0) -> SliceSet:
+    """Read every image in ``folder`` into a :class:`SliceSet` (the in-memory cache the training samples from),
+    each slice with ``context_slices`` neighbours per side from its own volume (:func:`with_context`)."""
     paths = find_images(folder)
     digest = hashlib.sha256()
-    groups: dict[tuple[int, int], list[np.ndarray]] = {}
-    mask_groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    groups: dict[tuple[int, int], list[torch.Tensor]] = {}
+    mask_groups: dict[tuple[int, int], list[torch.Tensor]] = {}
     ranges: list[IntensityRange] = []
     for path in paths:
         image = load_image(path)
@@ -109,9 +131,13 @@ def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
         if not keep.any():
             log.warning("%s: no slice shows enough head, skipped", path)
             continue
+        if context_slices and slices.shape[0] == 1:
+            log.warning("%s: a single slice has no neighbours; its context channels repeat it", path)
         ranges.append(rng)
-        groups.setdefault(slices.shape[1:], []).append(slices[keep])
-        mask_groups.setdefault(slices.shape[1:], []).append(masks[keep])
+        stacks = with_context(torch.from_numpy(slices), context_slices)[keep]
+        mask_stacks = with_context(torch.from_numpy(masks), context_slices)[keep]
+        groups.setdefault(slices.shape[1:], []).append(stacks)
+        mask_groups.setdefault(slices.shape[1:], []).append(mask_stacks)
         digest.update(path.name.encode())
         digest.update(slices.tobytes())
     if not groups:
@@ -122,8 +148,7 @@ def load_slices(folder: str | Path, config: DataConfig) -> SliceSet:
     size = (rows, cols) if config.crop_size is None else (max(rows, config.crop_size[0]), max(cols, config.crop_size[1]))
     all_slices, all_masks = [], []
     for shape, parts in groups.items():
-        stack = torch.from_numpy(np.concatenate(parts))[:, None]
-        mask = torch.from_numpy(np.concatenate(mask_groups[shape]))[:, None]
+        stack, mask = torch.cat(parts), torch.cat(mask_groups[shape])
         padded, _ = pad_slices(stack, config.pad_multiple, size)
         all_slices.append(padded)
         all_masks.append(pad_masks(mask, config.pad_multiple, size))

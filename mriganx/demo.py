@@ -1,8 +1,9 @@
 """The whole job on a fresh machine with no user data: phantoms -> training -> conversion -> evaluation -> pictures.
 
 Synthetic subjects are generated (T1w of some, T2w of others, so the training data are truly unpaired, and one
-subject held out), the ``cpu`` config is trained for a wall-clock budget, the held-out T1w volume is converted to
-NIfTI and scored against its true T2w, and the figure, metrics and evolution strip are written.
+subject held out), the ``cpu-volume`` config (``cpu`` as a 2.5D model) is trained for a wall-clock budget, the
+held-out T1w volume is converted to NIfTI and scored against its true T2w, and the figure, metrics and evolution
+strip are written.
 
 >>> # run_demo(Path("mriganx-demo"), minutes=8)   # see tests/test_demo.py for a tiny end-to-end run
 """
@@ -30,6 +31,7 @@ class DemoResult:
     model: Path
     source: Path
     translation: Path
+    confidence: Path
     truth: Path
     metrics: dict[str, Any]
     evaluation: dict[str, Path]
@@ -38,13 +40,13 @@ class DemoResult:
     steps: int
 
     def viewer_command(self) -> str:
-        return f'itksnap -g "{self.source}" -o "{self.translation}" "{self.truth}"'
+        return f'itksnap -g "{self.source}" -o "{self.translation}" "{self.truth}" "{self.confidence}"'
 
 
 def seconds_per_step(config: Config, shape: tuple[int, int]) -> float:
     """Time a few training steps of ``config`` on blank slices of ``shape`` (after one warm-up step)."""
     gan = CycleGAN(config, pick_device(config.train.device))
-    batch = torch.zeros(config.train.batch_size, 1, *shape)
+    batch = torch.zeros(config.train.batch_size, config.model.channels, *shape)
     mask = torch.ones_like(batch, dtype=torch.bool)
     gan.step(batch, mask, batch, mask)
     started = time.perf_counter()
@@ -53,7 +55,7 @@ def seconds_per_step(config: Config, shape: tuple[int, int]) -> float:
     return (time.perf_counter() - started) / 2
 
 
-def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu", subjects: int = 8, spacing: float = 2.0,
+def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu-volume", subjects: int = 8, spacing: float = 2.0,
              seed: int = 0, progress: bool = True, overwrite: bool = False) -> DemoResult:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -86,12 +88,13 @@ def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu", subjec
     trainer = Trainer(cfg, t1_dir, t2_dir, out / "run", progress=progress)
     result = trainer.run()
 
-    report = convert([held["t1"]], result.model_path, Direction.T1_TO_T2, output=out, progress=False, overwrite=True)
+    report = convert([held["t1"]], result.model_path, Direction.T1_TO_T2, output=out, progress=False, overwrite=True,
+                     confidence=True)
     if report.failed:
         raise report.failed[0]
-    translation = report.written[0]
+    translation, confidence = report.written
     evaluation = evaluate(result.model_path, held["t1"], held["t2"], Direction.T1_TO_T2, out=out / "evaluation",
-                          scale=IntensityScale.ROBUST)
+                          scale=IntensityScale.ROBUST, confidence=True)
     paths = evaluation.write(out / "evaluation")
-    return DemoResult(out, result.model_path, held["t1"], translation, held["t2"], evaluation.summary, paths,
+    return DemoResult(out, result.model_path, held["t1"], translation, confidence, held["t2"], evaluation.summary, paths,
                       result.run_dir / "evolution.png", result.seconds, result.steps)

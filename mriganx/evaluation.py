@@ -13,6 +13,15 @@ training). Metrics then use data range 1. ``auto`` picks ``8bit`` for 8-bit PNG 
 Head mask: ``--mask`` if given, else derived from the target: voxels above 1 % of its robust range, holes filled
 slice by slice, specks under 16 voxels dropped (:func:`mriganx.intensity.head_mask`).
 
+Slice consistency (volumes only): the through-plane error, the mean over head voxels of
+``|(p[z+1] - p[z]) - (t[z+1] - t[z])|`` along the slice axis, on the [0, 1] scale. A 2D model that flickers from
+slice to slice has through-plane differences the target does not have; a perfect translation scores 0. It is
+reported beside ``mae`` (the same units) because a smooth but wrong volume can score well on it.
+
+Confidence ranking (``confidence=True``): how well the confidence map (:meth:`Translator.confidence_slices`) ranks
+the true absolute error over all head voxels: the Spearman correlation between them, and the mean absolute error
+of the 10 % of voxels the map trusts most and of the 10 % it trusts least.
+
 Unpaired (``evaluate_unpaired``): the cycle-consistency error (mean ``|G_back(G(x)) - x|`` inside the head, in
 [-1, 1] units: how much of the input the translation keeps; 0 is perfect, it does not say the contrast is right)
 and the 1-Wasserstein distance between the translated head intensities and those of the target contrast in the
@@ -83,11 +92,68 @@ def ms_ssim(prediction: np.ndarray, target: np.ndarray) -> float:
 
 
 @dataclass
+class Shown:
+    """One scored slice, kept for the figure."""
+
+    ssim: float
+    name: str
+    source: np.ndarray
+    prediction: np.ndarray
+    truth: np.ndarray
+    head_fraction: float
+    confidence: np.ndarray | None = None
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (what Spearman's correlation needs).
+
+    >>> average_ranks(np.array([3.0, 1.0, 3.0])).tolist()
+    [2.5, 1.0, 2.5]
+    """
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2)[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equally long samples (NaN if either is constant)."""
+    ra, rb = average_ranks(np.ravel(a)), average_ranks(np.ravel(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def through_plane_error(prediction: np.ndarray, target: np.ndarray, masks: np.ndarray) -> float:
+    """Mean ``|Δz prediction - Δz target|`` over neighbouring voxel pairs that are both in the head, for slices
+    ``(n, rows, cols)`` in slice order (NaN for fewer than two slices)."""
+    both = masks[1:] & masks[:-1]
+    if not both.any():
+        return math.nan
+    gap = np.diff(prediction, axis=0) - np.diff(target, axis=0)
+    return float(np.abs(gap)[both].mean())
+
+
+def confidence_ranking(score: np.ndarray, error: np.ndarray, decile: float = 0.1) -> dict[str, float]:
+    """How well ``score`` (higher = less trusted) ranks ``error`` over the same voxels."""
+    order = np.argsort(score, kind="stable")
+    tail = max(1, round(decile * len(order)))
+    return {
+        "spearman": spearman(score, error),
+        "mae_most_confident": float(error[order[:tail]].mean()),
+        "mae_least_confident": float(error[order[-tail:]].mean()),
+        "mae_all": float(error.mean()),
+        "voxels": len(order),
+    }
+
+
+@dataclass
 class EvaluationReport:
     direction: Direction
     scale: IntensityScale
     rows: list[dict[str, Any]] = field(default_factory=list)
     figure: Path | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # per image: slice consistency
+    confidence: dict[str, float] | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -96,7 +162,10 @@ class EvaluationReport:
             values = [r[key] for r in self.rows if key in r and not (isinstance(r[key], float) and math.isnan(r[key]))]
             finite = [v for v in values if math.isfinite(v)]
             means[key] = (float(np.mean(finite)) if len(finite) == len(values) else math.inf) if values else math.nan
-        return {
+        consistency = [v["through_plane_error"] for v in self.volumes if not math.isnan(v["through_plane_error"])]
+        if consistency:
+            means["through_plane_error"] = float(np.mean(consistency))
+        summary = {
             "direction": self.direction.value,
             "slices": len(self.rows),
             "intensity_scale": self.scale.value,
@@ -104,7 +173,11 @@ class EvaluationReport:
             "ssim": f"Gaussian window {SSIM_WINDOW}, sigma {SSIM_SIGMA}, k1 0.01, k2 0.03 (MONAI SSIMMetric)",
             "mask": "given" if any(r.get("mask") == "given" for r in self.rows) else "derived from the target",
             "mean": means,
+            "volumes": self.volumes,
         }
+        if self.confidence is not None:
+            summary["confidence"] = self.confidence
+        return summary
 
     def write(self, out: Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
@@ -130,12 +203,14 @@ def _scaled(values: np.ndarray, scale: IntensityScale, rng: IntensityRange) -> n
 
 def evaluate(model: Path | Translator, source: Path, target: Path, direction: Direction = Direction.T1_TO_T2,
              mask: Path | None = None, out: Path | None = None, scale: IntensityScale = IntensityScale.AUTO,
-             batch_size: int = 8) -> EvaluationReport:
+             batch_size: int = 8, confidence: bool = False) -> EvaluationReport:
     """Paired evaluation (see the module docstring); writes CSV, JSON and a figure into ``out`` if given."""
     translator = model if isinstance(model, Translator) else Translator.load(model)
     pairs = pair_inputs(Path(source), Path(target))
     report = EvaluationReport(direction, scale)
-    shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray, float]] = []
+    shown: list[Shown] = []
+    scores: list[np.ndarray] = []
+    errors: list[np.ndarray] = []
     for source_path, target_path in pairs:
         src, tgt = load_image(source_path), load_image(target_path)
         if src.array.shape != tgt.array.shape or not np.allclose(src.affine, tgt.affine, atol=1e-3):
@@ -144,11 +219,12 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
         if chosen is IntensityScale.AUTO:
             chosen = IntensityScale.EIGHT_BIT if tgt.kind is ImageKind.PNG and tgt.array.max() <= 255 else IntensityScale.ROBUST
         report.scale = chosen
-        result = translator.translate(src, direction, batch_size)
+        result = translator.translate(src, direction, batch_size, confidence=confidence)
         prediction = to_slices(_scaled(result.array, chosen, result.output_range), tgt.affine)
         target_range = fit_range(tgt.array, translator.data_config.lower_percentile, translator.data_config.upper_percentile)
         truth = to_slices(_scaled(tgt.array, chosen, target_range), tgt.affine)
         inputs = to_slices(src.array, src.affine)
+        doubt = to_slices(result.confidence, tgt.affine) if result.confidence is not None else None
         if mask is not None:
             masks = to_slices(load_image(mask).array > 0, tgt.affine)
         else:
@@ -160,8 +236,17 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
             row.update(paired_metrics(prediction[index], truth[index], 1.0, masks[index]))
             row["ms_ssim"] = ms_ssim(prediction[index], truth[index])
             report.rows.append(row)
-            shown.append((row["ssim"], f"{source_path.name}:{index}", inputs[index], prediction[index], truth[index],
-                          float(masks[index].mean())))
+            shown.append(Shown(row["ssim"], f"{source_path.name}:{index}", inputs[index], prediction[index], truth[index],
+                               float(masks[index].mean()), None if doubt is None else doubt[index]))
+        if truth.shape[0] > 1:
+            report.volumes.append({"pair": source_path.name,
+                                   "through_plane_error": through_plane_error(prediction, truth, masks),
+                                   "mae_mask": float(np.abs(prediction - truth)[masks].mean()) if masks.any() else math.nan})
+        if doubt is not None:
+            scores.append(doubt[masks])
+            errors.append(np.abs(prediction - truth)[masks])
+    if scores and sum(len(s) for s in scores):
+        report.confidence = confidence_ranking(np.concatenate(scores), np.concatenate(errors))
     if not report.rows:
         raise MriganxError(target, "no slice shows head; nothing to score")
     if out is not None:
@@ -170,22 +255,28 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
     return report
 
 
-def _figure(shown: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray, float]], path: Path) -> Path:
+def _figure(shown: list[Shown], path: Path) -> Path:
     # Slices that show little head (the skull cap, the neck) score high on background alone: pick among the rest.
-    largest = max(s[5] for s in shown)
-    ranked = sorted((s for s in shown if s[5] >= 0.3 * largest), key=lambda s: s[0])
+    largest = max(s.head_fraction for s in shown)
+    ranked = sorted((s for s in shown if s.head_fraction >= 0.3 * largest), key=lambda s: s.ssim)
     picks = {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
+    columns = ["input", "translation", "target", "|error| x2"]
+    with_doubt = all(s.confidence is not None for s in picks.values())
+    if with_doubt:
+        columns.append("doubt x2")
     rows, titles = [], []
-    for label, (ssim, name, source, prediction, truth, _) in picks.items():
-        src_rng = fit_range(source)
-        rows.append([
-            to_uint8(normalise(source, src_rng)),
-            to_uint8(prediction, 0.0, 1.0),
-            to_uint8(truth, 0.0, 1.0),
-            to_uint8(np.abs(prediction - truth), 0.0, 0.5),  # error shown brighter: white = 0.5 of the range
-        ])
-        titles.append(f"{label}: {name}, SSIM {ssim:.2f}")
-    picture = grid(rows, ["input", "translation", "target", "|error| x2"], titles, scale=2 if rows[0][0].shape[0] < 128 else 1)
+    for label, s in picks.items():
+        row = [
+            to_uint8(normalise(s.source, fit_range(s.source))),
+            to_uint8(s.prediction, 0.0, 1.0),
+            to_uint8(s.truth, 0.0, 1.0),
+            to_uint8(np.abs(s.prediction - s.truth), 0.0, 0.5),  # error shown brighter: white = 0.5 of the range
+        ]
+        if with_doubt:
+            row.append(to_uint8(s.confidence, 0.0, 0.5))  # on the error's scale, so the two can be compared
+        rows.append(row)
+        titles.append(f"{label}: {s.name}, SSIM {s.ssim:.2f}")
+    picture = grid(rows, columns, titles, scale=2 if rows[0][0].shape[0] < 128 else 1)
     return save_figure(picture, path)
 
 

@@ -3,7 +3,9 @@
 The path of one image: slice frame -> normalise with the image's own robust range -> head mask -> pad ->
 generator (slices in batches, all-background slices skipped: their output is background by construction) ->
 crop -> background outside the head -> map [-1, 1] to the target contrast's training range -> back to the input's
-voxel order. The output array has the input's shape, so it can be written on the input's grid.
+voxel order. The output array has the input's shape, so it can be written on the input's grid. A 2.5D model sees
+each slice with its neighbours and predicts every slice several times; the predictions are averaged. On request a
+confidence map comes with the translation (:meth:`Translator.confidence_slices`).
 
 Slices go through the network in batches of whole slices rather than through MONAI's ``SliceInferer``: that one
 runs a sliding window on every slice, which is work a fully convolutional network on a padded slice does not need,
@@ -23,13 +25,14 @@ import torch
 
 from mriganx.config import Config, Direction
 from mriganx.errors import MriganxError
-from mriganx.data import frame_slices
+from mriganx.data import frame_slices, with_context
 from mriganx.frame import from_slices
 from mriganx.intensity import IntensityRange, denormalise, pad_masks, pad_slices
 from mriganx.io import Image
 from mriganx.networks import build_generator
 from mriganx.training import MODEL_FORMAT, MODEL_FORMAT_VERSION, masked, pick_device
 
+CYCLE_WEIGHT = 1.0  # weight of the cycle error against the flip spread in the confidence map (docs/results.md)
 MIN_SIZE = 8  # the smallest slice side the generator takes (it downsamples twice; a 7x7 reflection pad needs more)
 
 
@@ -42,6 +45,7 @@ class Translation:
     input_range: IntensityRange
     output_range: IntensityRange
     mask: np.ndarray
+    confidence: np.ndarray | None = None  # see Translator.confidence_slices
 
 
 class Translator:
@@ -83,27 +87,64 @@ class Translator:
 
     @torch.inference_mode()
     def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8,
-                         skip_empty: bool = True) -> torch.Tensor:
-        """Normalised slices ``(n, 1, rows, cols)`` and head masks -> translated slices in [-1, 1].
+                         skip_empty: bool = True, flip: bool = False) -> torch.Tensor:
+        """Normalised slices ``(n, 1, rows, cols)`` of one volume, in slice order, and their head masks -> translated
+        slices in [-1, 1].
 
-        ``skip_empty`` leaves slices without head out of the network: their output is background either way, so the
-        result is the same (``tests/test_inference.py`` checks it against the plain path).
+        A model with context slices translates each slice's (2k+1)-slice stack into a stack; every slice is then the
+        mean of the 2k+1 predictions made of it (one from each stack it belongs to). ``skip_empty`` leaves stacks
+        without head out of the network: their output is background either way, so the result is the same
+        (``tests/test_inference.py`` checks it against the plain path). ``flip`` translates the left-right mirror
+        image and mirrors the result back (a test-time variant for the confidence map).
         """
+        k = self.model_config.context_slices
         padded, padding = pad_slices(slices, self.data_config.pad_multiple)
         padded_mask = pad_masks(masks, self.data_config.pad_multiple)
         if not self.model_config.mask_background:
             padded_mask = torch.ones_like(padded_mask)
-        out = torch.full_like(padded, -1.0)
-        busy = torch.nonzero(padded_mask.flatten(1).any(dim=1)).flatten() if skip_empty else torch.arange(len(padded))
+        stacks, stack_masks = with_context(padded[:, 0], k), with_context(padded_mask[:, 0], k)
+        n = len(padded)
+        total = torch.zeros(padded[:, 0].shape)
+        count = torch.zeros(n)
+        busy = torch.nonzero(stack_masks.flatten(1).any(dim=1)).flatten() if skip_empty else torch.arange(n)
         net = self.generators[direction]
+        offsets = torch.arange(-k, k + 1)
         for start in range(0, len(busy), batch_size):
             index = busy[start : start + batch_size]
-            batch = padded[index].to(self.device)
-            out[index] = masked(net(batch), padded_mask[index].to(self.device)).float().cpu()
-        return padding.crop(out)
+            batch = stacks[index].to(self.device)
+            out = net(batch.flip(-1)).flip(-1) if flip else net(batch)
+            out = masked(out, stack_masks[index].to(self.device)).float().cpu()
+            # Channel j of the stack around slice i is slice i + j - k; repeated edge slices are not counted twice.
+            owner = index[:, None] + offsets[None, :]
+            inside = (owner >= 0) & (owner < n)
+            total.index_add_(0, owner[inside], out[inside])
+            count.index_add_(0, owner[inside], torch.ones(int(inside.sum())))
+        out = torch.where(count[:, None, None] > 0, total / count.clamp(min=1)[:, None, None], torch.tensor(-1.0))
+        return padding.crop(out[:, None])
 
-    def translate(self, image: Image, direction: Direction | str, batch_size: int = 8) -> Translation:
-        """Translate an image; the result has the input's shape and voxel order."""
+    @torch.inference_mode()
+    def confidence_slices(self, slices: torch.Tensor, masks: torch.Tensor, translated: torch.Tensor,
+                          direction: Direction, batch_size: int = 8) -> torch.Tensor:
+        """Where a translation is least trustworthy: ``(n, 1, rows, cols)``, 0 outside the head, higher = less
+        trustworthy, in fractions of the intensity range.
+
+        Two warning signs, added: how much the translation changes when the input is mirrored left-right (training
+        saw both sides, so a network that is sure of a voxel gives it the same value either way), and the cycle
+        error ``|G_back(translated) - input|`` (where the way back cannot find the input, the translation lost or
+        invented something). It ranks voxels by doubt; it does not measure how far a synthetic T2w is from a real
+        one, and a confident, consistent mistake scores low.
+        """
+        back = Direction.T2_TO_T1 if direction is Direction.T1_TO_T2 else Direction.T1_TO_T2
+        mirrored = self.translate_slices(slices, masks, direction, batch_size, flip=True)
+        cycled = self.translate_slices(translated, masks, back, batch_size)
+        # Both terms are in [-1, 1] units; halving gives fractions of the intensity range.
+        spread = (translated - mirrored).abs() / 2
+        cycle = (cycled - slices).abs() / 2
+        return torch.where(masks, CYCLE_WEIGHT * cycle + spread, torch.tensor(0.0))
+
+    def translate(self, image: Image, direction: Direction | str, batch_size: int = 8,
+                  confidence: bool = False) -> Translation:
+        """Translate an image; the result has the input's shape and voxel order (and so has the confidence map)."""
         direction = Direction(direction)
         if float(image.array.max()) <= float(image.array.min()):
             raise MriganxError(image.source, "image is constant; there is nothing to translate")
@@ -111,13 +152,18 @@ class Translator:
         if min(normalised.shape[1:]) < MIN_SIZE:
             rows, cols = normalised.shape[1:]
             raise MriganxError(image.source, f"axial slices are {rows}x{cols}; at least {MIN_SIZE}x{MIN_SIZE} is needed")
-        out = self.translate_slices(torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None], direction, batch_size)
+        x, m = torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None]
+        out = self.translate_slices(x, m, direction, batch_size)
         target_range = self.ranges[direction.target]
         values = denormalise(out[:, 0].numpy(), target_range)
+        score = None
+        if confidence:
+            score = from_slices(self.confidence_slices(x, m, out, direction, batch_size)[:, 0].numpy(), image.affine)
         return Translation(
             array=from_slices(values, image.affine),
             direction=direction,
             input_range=rng,
             output_range=target_range,
             mask=from_slices(masks, image.affine),
+            confidence=score,
         )

@@ -27,7 +27,7 @@ it refuses to overwrite its source image and, unless asked, any existing file.
 >>> nib_img = __import__("nibabel").Nifti1Image(np.ones((4, 5, 6), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
 >>> __import__("nibabel").save(nib_img, folder / "a.nii.gz")
 >>> img = load_image(folder / "a.nii.gz")
->>> img.array.shape, img.affine[0, 0], img.kind
+>>> img.array.shape, float(img.affine[0, 0]), img.kind.value
 ((4, 5, 6), 2.0, 'nifti')
 >>> out = save_like(img.array * 2, img, folder / "b.nii.gz")
 >>> float(load_image(out).array.max())

@@ -37,11 +37,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
 from mriganx.config import Config, Precision
-from mriganx.data import SliceSet, UnpairedSampler, load_slices
+from mriganx.data import SliceSet, UnpairedSampler, centre, load_slices
 from mriganx.distributed import barrier, join, leave
 from mriganx.errors import MriganxError
 from mriganx.figures import grid, save_figure
-from mriganx.networks import build_generator, init_weights, patch_discriminator
+from mriganx.networks import build_critic, build_generator, init_weights
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "mriganx-model"
@@ -71,7 +71,7 @@ def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | 
 
 def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Background (-1) wherever the input had no signal: air is dark in every contrast."""
-    return torch.where(mask, images, torch.full_like(images, -1.0))
+    return torch.where(mask, images, -1.0)
 
 
 class ImagePool:
@@ -151,8 +151,8 @@ class CriticPair(nn.Module):
 
     def __init__(self, config: Config) -> None:
         super().__init__()
-        self.d_t1 = patch_discriminator(config.model.ndf, config.model.d_layers)
-        self.d_t2 = patch_discriminator(config.model.ndf, config.model.d_layers)
+        self.d_t1 = build_critic(config.model)
+        self.d_t2 = build_critic(config.model)
 
     def forward(self, t1: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.d_t1(t1)[-1], self.d_t2(t2)[-1]
@@ -307,8 +307,8 @@ class Trainer:
         self.device = pick_device(train.device)
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
-        self.t1: SliceSet = load_slices(t1_dir, config.data)
-        self.t2: SliceSet = load_slices(t2_dir, config.data)
+        self.t1: SliceSet = load_slices(t1_dir, config.data, config.model.context_slices)
+        self.t2: SliceSet = load_slices(t2_dir, config.data, config.model.context_slices)
         torch.manual_seed(train.seed)  # the same initial weights on every rank
         self.gan = CycleGAN(config, self.device, distributed=self.world.distributed)
         # Each rank draws its own samples; with one process this is the plain seed.
@@ -325,7 +325,7 @@ class Trainer:
     def _fixed_slices(self) -> dict[str, torch.Tensor]:
         def pick(data: SliceSet, fractions: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
             # The slices with the most head, spread over the set, so the pictures show brain, not a skull cap.
-            area = data.masks.float().mean(dim=(1, 2, 3))
+            area = centre(data.masks).float().mean(dim=(1, 2, 3))
             order = torch.argsort(area, descending=True, stable=True)[: max(1, len(data) // 2)]
             chosen = sorted({int(order[int(f * (len(order) - 1))]) for f in fractions})
             return data.slices[chosen].to(self.device), data.masks[chosen].to(self.device)
@@ -336,15 +336,16 @@ class Trainer:
 
     @torch.no_grad()
     def _translate_fixed(self) -> dict[str, torch.Tensor]:
+        """The fixed slices translated and reconstructed (the middle slice of each stack, for pictures)."""
         g = self.gan.inference_generators()
         f = self.fixed
         fake_t2 = masked(g["g_t1_t2"](f["t1"]), f["t1_mask"])
         fake_t1 = masked(g["g_t2_t1"](f["t2"]), f["t2_mask"])
         return {
-            "fake_t2": fake_t2,
-            "rec_t1": masked(g["g_t2_t1"](fake_t2), f["t1_mask"]),
-            "fake_t1": fake_t1,
-            "rec_t2": masked(g["g_t1_t2"](fake_t1), f["t2_mask"]),
+            "fake_t2": centre(fake_t2),
+            "rec_t1": centre(masked(g["g_t2_t1"](fake_t2), f["t1_mask"])),
+            "fake_t1": centre(fake_t1),
+            "rec_t2": centre(masked(g["g_t1_t2"](fake_t1), f["t2_mask"])),
         }
 
     def _strip_column(self, title: str) -> None:
@@ -354,7 +355,7 @@ class Trainer:
         self._write_strip()
 
     def _write_strip(self) -> None:
-        inputs = torch.cat([self.fixed["t1"], self.fixed["t2"]])[:, 0].cpu()
+        inputs = centre(torch.cat([self.fixed["t1"], self.fixed["t2"]]))[:, 0].cpu()
         columns = [("input", ((inputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))]
         kept = self.strip_columns
         if len(kept) > 10:  # keep the picture readable: the untrained column, then nine spread over training
@@ -370,7 +371,8 @@ class Trainer:
     def _log_images(self, writer: Any) -> None:
         out = self._translate_fixed()
         f = self.fixed
-        for name, parts in (("t1_t2_t1", (f["t1"], out["fake_t2"], out["rec_t1"])), ("t2_t1_t2", (f["t2"], out["fake_t1"], out["rec_t2"]))):
+        for name, parts in (("t1_t2_t1", (centre(f["t1"]), out["fake_t2"], out["rec_t1"])),
+                            ("t2_t1_t2", (centre(f["t2"]), out["fake_t1"], out["rec_t2"]))):
             row = torch.cat(parts, dim=-1)  # real | translated | reconstructed
             picture = torch.cat(list(row), dim=-2)  # fixed slices stacked vertically
             writer.add_image(f"images/{name}", (picture.cpu() + 1) / 2, self.step)

@@ -17,6 +17,10 @@ def test_shipped_configs_load() -> None:
     assert default.model.generator is GeneratorKind.RESNET
     assert default.train.lambda_cycle == 10.0 and default.train.identity_weight == 0.5
     assert load_config("cpu").model.ngf < 64
+    # cpu-volume is cpu as a 2.5D model and nothing else.
+    volume, cpu = load_config("cpu-volume").to_dict(), load_config("cpu").to_dict()
+    assert volume["model"].pop("context_slices") == 1 and cpu["model"].pop("context_slices") == 0
+    assert (volume["model"], volume["data"], volume["train"]) == (cpu["model"], cpu["data"], cpu["train"])
 
 
 def test_roundtrip_through_yaml(tmp_path: Path) -> None:

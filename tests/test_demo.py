@@ -14,12 +14,15 @@ from mriganx.demo import run_demo
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", minutes=0.1, subjects=2, spacing=5.0, progress=False)
-    for path in (result.model, result.translation, result.evolution, result.evaluation["figure"], result.evaluation["json"]):
+    for path in (result.model, result.translation, result.confidence, result.evolution, result.evaluation["figure"],
+                 result.evaluation["json"]):
         assert Path(path).is_file(), path
     source, translation = nib.load(result.source), nib.load(result.translation)
     assert translation.shape == source.shape
     np.testing.assert_allclose(translation.affine, source.affine)
     assert result.steps >= 20 and np.isfinite(result.metrics["mean"]["mae"])
+    assert np.isfinite(result.metrics["mean"]["through_plane_error"]) and -1 <= result.metrics["confidence"]["spearman"] <= 1
+    assert nib.load(result.confidence).shape == source.shape
     assert "itksnap" in result.viewer_command()
     train_t1 = sorted(p.name for p in (tmp_path / "demo" / "train" / "T1w").iterdir())
     train_t2 = sorted(p.name for p in (tmp_path / "demo" / "train" / "T2w").iterdir())

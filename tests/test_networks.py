@@ -40,3 +40,28 @@ def test_init_normal_002() -> None:
     init_weights(g)
     weights = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
     assert 0.015 < weights.std() < 0.025
+
+
+def test_group_norm_swap_is_instance_norm() -> None:
+    # The shipped networks use GroupNorm with one group per channel in place of InstanceNorm2d (a faster kernel);
+    # outputs and gradients must match the instance-norm network, and weights must load either way.
+    from mriganx.config import ModelConfig
+    from mriganx.networks import build_critic, build_generator
+
+    torch.manual_seed(0)
+    plain = ResnetGenerator(ngf=8, n_blocks=2, pointwise=4)
+    swapped = build_generator(ModelConfig(ngf=8, n_blocks=2, pointwise=4))
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in swapped.modules())
+    swapped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 32, 36, requires_grad=True)
+    y_plain, y_swapped = plain(x), swapped(x)
+    assert torch.allclose(y_plain, y_swapped, atol=1e-5)
+    (g_plain,) = torch.autograd.grad(y_plain.square().sum(), x)
+    (g_swapped,) = torch.autograd.grad(y_swapped.square().sum(), x)
+    assert torch.allclose(g_plain, g_swapped, atol=1e-4)
+    critic, reference = build_critic(ModelConfig(ndf=8)), patch_discriminator(ndf=8)
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in reference.modules())
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in critic.modules())
+    critic.load_state_dict(reference.state_dict())
+    z = torch.randn(2, 1, 64, 64)
+    assert torch.allclose(critic(z)[-1], reference(z)[-1], atol=1e-5)
