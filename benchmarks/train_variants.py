@@ -5,8 +5,8 @@
 Each variant builds its own CycleGAN and takes a warm-up step; then the variants take turns, two timed steps each,
 for ``--rounds`` rounds, so that drift in the machine's speed (it is shared) falls on all of them alike; the
 median step is reported. Variants that the package does not use are built here by swapping parts, so the
-comparison stays honest about what did not help. Prints one line per variant with seconds per iteration and achieved GFLOP/s (FLOPs counted once with
-``torch.utils.flop_counter``).
+comparison stays honest about what did not help. Prints one line per variant with seconds per iteration, FLOPs per iteration (counted with
+``torch.utils.flop_counter``) and achieved GFLOP/s.
 """
 
 from __future__ import annotations
@@ -90,12 +90,6 @@ def main() -> None:
     shape = (args.rows, args.cols)
     channels = config.model.channels
 
-    with FlopCounterMode(display=False) as counter:
-        gan = CycleGAN(config, torch.device("cpu"))
-        x = torch.rand(config.train.batch_size, channels, *shape)
-        gan.step(x, torch.ones_like(x, dtype=torch.bool), x, torch.ones_like(x, dtype=torch.bool))
-    flops = counter.get_total_flops()
-
     variants: list[tuple[str, Config, Callable[[CycleGAN], None] | None]] = [
         ("shipped", config, None),
         ("InstanceNorm2d kernel", config, lambda gan: (instance_norm(gan.generators), instance_norm(gan.critics))),
@@ -103,24 +97,27 @@ def main() -> None:
         ("six separate generator passes", config, six_generator_passes),
         ("convolutions without oneDNN", config, without_onednn),
         ("channels_last", override(config, {"train.channels_last": True}), None),
+        ("7x7 head (the paper's)", override(config, {"model.head_kernel": 7}), None),
     ]
-    print(f"{args.config}: batch {config.train.batch_size}, {shape[0]}x{shape[1]}, {flops / 1e9:.1f} GFLOP per iteration, "
-          f"{torch.get_num_threads()} threads")
-    gans = []
+    print(f"{args.config}: batch {config.train.batch_size}, {shape[0]}x{shape[1]}, {torch.get_num_threads()} threads")
+    gans, flops = [], []
     for _, cfg, change in variants:
         torch.manual_seed(0)
         gan = CycleGAN(cfg, torch.device("cpu"))
         if change is not None:
             change(gan)
-        step_times(gan, cfg.train.batch_size, channels, shape, 1)
+        with FlopCounterMode(display=False) as counter:  # also the warm-up step
+            step_times(gan, cfg.train.batch_size, channels, shape, 1)
         gans.append(gan)
+        flops.append(counter.get_total_flops())
     times: list[list[float]] = [[] for _ in variants]
     for _ in range(args.rounds):
         for index, ((_, cfg, _), gan) in enumerate(zip(variants, gans)):
             times[index] += step_times(gan, cfg.train.batch_size, channels, shape, 2)
-    for (name, _, _), measured in zip(variants, times):
+    for (name, _, _), measured, counted in zip(variants, times, flops):
         seconds = statistics.median(measured)
-        print(f"{name:28s} {seconds:.3f} s/it (best {min(measured):.3f})  {flops / seconds / 1e9:6.1f} GFLOP/s")
+        print(f"{name:30s} {seconds:.3f} s/it (best {min(measured):.3f})  {counted / 1e9:6.1f} GFLOP/it  "
+              f"{counted / seconds / 1e9:6.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

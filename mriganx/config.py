@@ -63,6 +63,7 @@ class ModelConfig:
     ngf: int = 64
     n_blocks: int = 9
     pointwise: int = 0  # width of the generator's per-pixel intensity path; 0 = the paper's generator
+    head_kernel: int = 7  # the generator's last convolution (the paper's 7x7; on CPUs a 1-channel 7x7 is slow)
     ndf: int = 64
     d_layers: int = 3
     # Air gives no signal in any contrast: where the input is background the output is set to background, so the

@@ -56,7 +56,7 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
-                 pointwise: int = 0) -> None:
+                 pointwise: int = 0, head_kernel: int = 7) -> None:
         super().__init__()
         # Optional per-pixel intensity path (1x1 convolutions, no normalisation) added before the tanh. Instance norm
         # makes the ResNet path see only relative intensities; this path can learn a lookup table of absolute ones
@@ -73,7 +73,7 @@ class ResnetGenerator(nn.Module):
                         padding=1, output_padding=1)
             for ch in (ngf * 4, ngf * 2)
         ]
-        head = Convolution(2, ngf, out_channels, kernel_size=7, conv_only=True)
+        head = Convolution(2, ngf, out_channels, kernel_size=head_kernel, conv_only=True)
         head.conv.padding_mode = "reflect"
         self.model = nn.Sequential(
             _conv(in_channels, ngf, 7),
@@ -121,6 +121,7 @@ def build_generator(config: ModelConfig) -> nn.Module:
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
+            head_kernel=config.head_kernel,
         ))
     raise ValueError(f"unknown generator {config.generator}")
 

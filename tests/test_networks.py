@@ -65,3 +65,13 @@ def test_group_norm_swap_is_instance_norm() -> None:
     critic.load_state_dict(reference.state_dict())
     z = torch.randn(2, 1, 64, 64)
     assert torch.allclose(critic(z)[-1], reference(z)[-1], atol=1e-5)
+
+
+def test_head_kernel_is_configurable() -> None:
+    from mriganx.config import ModelConfig
+    from mriganx.networks import build_generator
+
+    g = build_generator(ModelConfig(ngf=4, n_blocks=1, head_kernel=3))
+    last = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert last.kernel_size == (3, 3) and last.padding_mode == "reflect"
+    assert g(torch.zeros(1, 1, 32, 36)).shape == (1, 1, 32, 36)
