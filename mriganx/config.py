@@ -41,6 +41,11 @@ class Direction(str, Enum):
     def source(self) -> str:
         return "t1" if self is Direction.T1_TO_T2 else "t2"
 
+    @property
+    def reverse(self) -> Direction:
+        """The way back (the other generator of the pair)."""
+        return Direction.T2_TO_T1 if self is Direction.T1_TO_T2 else Direction.T1_TO_T2
+
 
 class Precision(str, Enum):
     AUTO = "auto"

@@ -2,8 +2,9 @@
 
 Output naming: ``<name>_t2.nii.gz`` (or ``_t1``) beside the input or inside an output folder; a PNG input also gives
 ``<name>_t2.png``; with ``confidence`` also ``<name>_t2_confidence.nii.gz`` on the same grid (higher = less
-trustworthy; see :meth:`mriganx.inference.Translator.confidence_slices`). Every file is written atomically; an existing output is kept unless ``overwrite``; an input is
-never overwritten. One scan that fails does not stop the others: its error is collected and reported.
+trustworthy; see :meth:`mriganx.inference.Translator.confidence_slices`). Every file is written atomically; an
+existing output is kept unless ``overwrite``; an input is never overwritten. One scan that fails does not stop the
+others: its error is collected and reported.
 
 >>> output_name(Path("sub-01_T1w.nii.gz"), Direction.T1_TO_T2)
 'sub-01_T1w_t2'
@@ -12,6 +13,7 @@ never overwritten. One scan that fails does not stop the others: its error is co
 from __future__ import annotations
 
 import multiprocessing
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ from typing import Any
 import torch
 
 from mriganx.config import Direction
-from mriganx.errors import MriganxError
 from mriganx.data import find_images
+from mriganx.errors import MriganxError
 from mriganx.inference import Translator
 from mriganx.io import ImageKind, load_image, save_like, save_png
 
@@ -101,11 +103,16 @@ def _worker_start(model: Path, device: str, threads: int) -> None:
     _WORKER["translator"] = Translator.load(model, device)
 
 
-def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None, bool]) -> list[Path] | MriganxError:
+def _attempt(translator: Translator, job: tuple[Path, Path, Direction, int, bool, str | None, bool]) -> list[Path] | MriganxError:
+    """One scan; its error is returned, not raised, so the others go on."""
     try:
-        return convert_one(_WORKER["translator"], *job)
+        return convert_one(translator, *job)
     except MriganxError as error:
         return error
+
+
+def _worker_convert(job: tuple[Path, Path, Direction, int, bool, str | None, bool]) -> list[Path] | MriganxError:
+    return _attempt(_WORKER["translator"], job)
 
 
 def convert(
@@ -129,24 +136,18 @@ def convert(
             report.skipped.append(target)
         else:
             jobs.append((source, target, direction, batch_size, overwrite, series, confidence))
-    bar = tqdm(total=len(jobs), unit="scan", disable=not progress or len(jobs) < 2)
-    if workers > 1 and len(jobs) > 1:
-        threads = max(1, torch.get_num_threads() // workers)
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(jobs)), _worker_start, (model, device, threads)) as pool:
-            results = list(pool.imap(_worker_convert, jobs))
-    else:
-        results = []
-        for job in jobs:
-            try:
-                results.append(convert_one(translator, *job))
-            except MriganxError as error:
-                results.append(error)
-            bar.update(1)
-    bar.close()
-    for result in results:
-        if isinstance(result, MriganxError):
-            report.failed.append(result)
+    with tqdm(total=len(jobs), unit="scan", disable=not progress or len(jobs) < 2) as bar, ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            threads = max(1, torch.get_num_threads() // workers)
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(context.Pool(min(workers, len(jobs)), _worker_start, (model, device, threads)))
+            results = pool.imap(_worker_convert, jobs)
         else:
-            report.written.extend(result)
+            results = (_attempt(translator, job) for job in jobs)
+        for result in results:
+            if isinstance(result, MriganxError):
+                report.failed.append(result)
+            else:
+                report.written.extend(result)
+            bar.update(1)
     return report

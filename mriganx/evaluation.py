@@ -238,13 +238,14 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
             report.rows.append(row)
             shown.append(Shown(row["ssim"], f"{source_path.name}:{index}", inputs[index], prediction[index], truth[index],
                                float(masks[index].mean()), None if doubt is None else doubt[index]))
+        error = np.abs(prediction - truth)[masks]
         if truth.shape[0] > 1:
             report.volumes.append({"pair": source_path.name,
                                    "through_plane_error": through_plane_error(prediction, truth, masks),
-                                   "mae_mask": float(np.abs(prediction - truth)[masks].mean()) if masks.any() else math.nan})
+                                   "mae_mask": float(error.mean()) if error.size else math.nan})
         if doubt is not None:
             scores.append(doubt[masks])
-            errors.append(np.abs(prediction - truth)[masks])
+            errors.append(error)
     if scores and sum(len(s) for s in scores):
         report.confidence = confidence_ranking(np.concatenate(scores), np.concatenate(errors))
     if not report.rows:
@@ -291,7 +292,6 @@ def evaluate_unpaired(model: Path | Translator, source: Path, direction: Directi
     """Cycle error and intensity-distribution distance for images without a paired target."""
     translator = model if isinstance(model, Translator) else Translator.load(model)
     paths = find_images(source) if Path(source).is_dir() else [Path(source)]
-    back = Direction.T2_TO_T1 if direction is Direction.T1_TO_T2 else Direction.T1_TO_T2
     reference = translator.histograms.get(direction.target)
     edges = np.linspace(-1, 1, len(reference) + 1) if reference is not None else np.linspace(-1, 1, 65)
     histogram = np.zeros(len(edges) - 1)
@@ -300,7 +300,7 @@ def evaluate_unpaired(model: Path | Translator, source: Path, direction: Directi
         slices, slice_masks, _ = frame_slices(load_image(path), translator.data_config)
         normalised, masks = torch.from_numpy(slices)[:, None], torch.from_numpy(slice_masks)[:, None]
         forth = translator.translate_slices(normalised, masks, direction)
-        again = translator.translate_slices(forth, masks, back)
+        again = translator.translate_slices(forth, masks, direction.reverse)
         cycle.append(float((again - normalised).abs()[masks].mean()))
         histogram += np.histogram(forth[masks].numpy(), bins=edges)[0]
     out: dict[str, Any] = {"direction": direction.value, "images": len(paths), "cycle_error": float(np.mean(cycle))}

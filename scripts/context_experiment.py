@@ -60,10 +60,8 @@ def confidence_parts(translator: Translator, subject: dict[str, Path], direction
     x, m, _ = frame_slices(source, translator.data_config)
     truth, _, _ = frame_slices(target, translator.data_config)
     x, m, truth = torch.from_numpy(x)[:, None], torch.from_numpy(m)[:, None], torch.from_numpy(truth)[:, None]
-    back = Direction.T2_TO_T1 if direction is Direction.T1_TO_T2 else Direction.T1_TO_T2
     out = translator.translate_slices(x, m, direction)
-    spread = ((out - translator.translate_slices(x, m, direction, flip=True)).abs() / 2)[m].numpy()
-    cycle = ((translator.translate_slices(out, m, back) - x).abs() / 2)[m].numpy()
+    spread, cycle = (part[m].numpy() for part in translator.doubt_parts(x, m, out, direction))
     error = ((out - truth).abs() / 2)[m].numpy()
     return {"spearman_spread": spearman(spread, error), "spearman_cycle": spearman(cycle, error),
             "spearman_sum": spearman(spread + cycle, error)}
