@@ -29,6 +29,7 @@ from mriganx.errors import MriganxError
 from mriganx.frame import from_slices
 from mriganx.intensity import IntensityRange, denormalise, pad_masks, pad_slices
 from mriganx.io import Image
+from mriganx.memory import retain_freed_memory
 from mriganx.networks import build_generator
 from mriganx.training import MODEL_FORMAT, MODEL_FORMAT_VERSION, masked, pick_device
 
@@ -53,6 +54,7 @@ class Translator:
     def __init__(self, payload: dict[str, Any], device: str | torch.device = "auto", source: Path | None = None) -> None:
         self.source = source
         self.device = pick_device(device) if isinstance(device, str) else device
+        retain_freed_memory()  # every batch of slices frees and re-allocates the same activations
         config = Config.from_dict({"model": payload["model"], "data": payload["data"]}, source or "model")
         self.model_config, self.data_config = config.model, config.data
         self.ranges = {name: IntensityRange(*values) for name, values in payload["intensity"].items()}

@@ -41,6 +41,7 @@ from mriganx.data import SliceSet, UnpairedSampler, centre, load_slices
 from mriganx.distributed import barrier, join, leave
 from mriganx.errors import MriganxError
 from mriganx.figures import grid, save_figure
+from mriganx.memory import retain_freed_memory
 from mriganx.networks import build_critic, build_generator, init_weights
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class CycleGAN:
 
     def __init__(self, config: Config, device: torch.device, distributed: bool = False) -> None:
         self.config, self.device = config, device
+        retain_freed_memory()  # every step frees and re-allocates the same activations
         self.generators = GeneratorPair(config).to(device)
         self.critics = CriticPair(config).to(device)
         init_weights(self.generators)
