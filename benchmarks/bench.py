@@ -15,16 +15,17 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mriganx.config import Direction, load_config
+from mriganx.data import frame_slices
 from mriganx.frame import from_slices
 from mriganx.inference import Translator
-from mriganx.data import frame_slices
 from mriganx.io import load_image, save_like
 from mriganx.memory import retain_freed_memory
 from mriganx.synthetic import write_subjects

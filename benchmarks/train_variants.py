@@ -4,7 +4,9 @@
 
 Each variant builds its own CycleGAN and takes a warm-up step; then the variants take turns, two timed steps each,
 for ``--rounds`` rounds, so that drift in the machine's speed (it is shared) falls on all of them alike; the
-median step is reported. Variants that the package does not use are built here by swapping parts, so the
+median step is reported. Only changes local to one network or step can be compared this way: the variants share
+one process, so process-wide settings (the allocator's, see mriganx.memory) apply to all of them alike and must be
+compared across fresh processes instead. Variants that the package does not use are built here by swapping parts, so the
 comparison stays honest about what did not help. Prints one line per variant with seconds per iteration, FLOPs per iteration (counted with
 ``torch.utils.flop_counter``) and achieved GFLOP/s.
 """

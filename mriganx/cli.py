@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -91,13 +91,13 @@ def train(
     t2_dir: Annotated[Path, typer.Option("--t2-dir", help="Folder of T2w images (unpaired).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, checkpoints, logs.")] = Path("runs/mriganx"),
     config: Annotated[str, typer.Option(help="Shipped config name (default, cpu, cpu-volume, smoke) or a YAML file.")] = "cpu",
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
-    epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Slices per batch and contrast.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    context_slices: Annotated[Optional[int], typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[int | None, typer.Option(help="Epochs of linear decay.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Slices per batch and contrast.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    context_slices: Annotated[int | None, typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
@@ -124,13 +124,13 @@ def train(
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="NIfTI/PNG files, DICOM series folders or files, or folders of them.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model.pt.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder (or file name, for one input).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (or file name, for one input).")] = None,
     direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
-    series: Annotated[Optional[str], typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
+    series: Annotated[str | None, typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
     confidence: Annotated[bool, typer.Option(help="Also write <name>_confidence.nii.gz: where the translation is least trustworthy.")] = False,
 ) -> None:
@@ -154,9 +154,9 @@ def convert(
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model.pt.")],
     source: Annotated[Path, typer.Option(help="Image or folder to translate.")],
-    target: Annotated[Optional[Path], typer.Option(help="The true target-contrast image or folder (paired).")] = None,
+    target: Annotated[Path | None, typer.Option(help="The true target-contrast image or folder (paired).")] = None,
     direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
-    mask: Annotated[Optional[Path], typer.Option(help="Head mask on the target's grid (default: from the target).")] = None,
+    mask: Annotated[Path | None, typer.Option(help="Head mask on the target's grid (default: from the target).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSV, JSON and figure.")] = Path("evaluation"),
     intensity: Annotated[IntensityScale, typer.Option(help="How intensities are scaled to [0, 1] before scoring.")] = IntensityScale.AUTO,
     confidence: Annotated[bool, typer.Option(help="Also score how well the confidence map ranks the true error.")] = False,

@@ -62,13 +62,6 @@ class IntensityScale(str, Enum):
     ROBUST = "robust"
 
 
-class Padding(str, Enum):
-    """How a convolution fills in beyond the image edge."""
-
-    REFLECT = "reflect"  # the CycleGAN paper's choice
-    ZEROS = "zeros"
-
-
 @dataclass
 class ModelConfig:
     generator: GeneratorKind = GeneratorKind.RESNET
@@ -76,10 +69,6 @@ class ModelConfig:
     n_blocks: int = 9
     pointwise: int = 0  # width of the generator's per-pixel intensity path; 0 = the paper's generator
     head_kernel: int = 7  # the generator's last convolution (the paper's 7x7; on CPUs a 1-channel 7x7 is slow)
-    # No convolution at full resolution: 2x2 pixel blocks folded into channels on the way in and out
-    # (see mriganx.networks.ResnetGenerator); False = the paper's 7x7 full-resolution stem.
-    space_to_depth: bool = False
-    residual_padding: Padding = Padding.REFLECT
     ndf: int = 64
     d_layers: int = 3
     # Air gives no signal in any contrast: where the input is background the output is set to background, so the

@@ -87,7 +87,7 @@ def ms_ssim(prediction: np.ndarray, target: np.ndarray) -> float:
         return math.nan
     metric = MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_size=SSIM_WINDOW, kernel_sigma=SSIM_SIGMA,
                                   weights=weights[:scales])
-    batch = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))[None, None]  # noqa: E731
+    batch = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))[None, None]
     return float(metric(batch(prediction), batch(target)).item())
 
 

@@ -23,12 +23,11 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
-from mriganx.config import GeneratorKind, ModelConfig, Padding
+from mriganx.config import GeneratorKind, ModelConfig
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None = "RELU",
-          padding: Padding = Padding.REFLECT) -> Convolution:
-    """A MONAI conv -> instance norm -> ReLU block, with reflection padding unless told otherwise.
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None = "RELU") -> Convolution:
+    """A MONAI conv -> instance norm -> ReLU block with reflection padding.
 
     MONAI's ``Convolution`` has no padding-mode argument; this is the one place where the generator's convolutions
     are switched to reflection padding (the paper's choice: zero padding leaves edge artefacts on translated images).
@@ -37,32 +36,27 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None
         spatial_dims=2, in_channels=in_ch, out_channels=out_ch, strides=stride, kernel_size=kernel,
         norm="INSTANCE", act=act,
     )
-    block.conv.padding_mode = Padding(padding).value
+    block.conv.padding_mode = "reflect"
     return block
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, padding: Padding = Padding.REFLECT) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(channels, channels, 3, padding=padding), _conv(channels, channels, 3, act=None, padding=padding))
+        self.body = nn.Sequential(_conv(channels, channels, 3), _conv(channels, channels, 3, act=None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
 class ResnetGenerator(nn.Module):
-    """One direction of the translation: ``(n, c, rows, cols)`` in [-1, 1] -> the same shape in [-1, 1].
+    """One direction of the translation: ``(n, 1, rows, cols)`` in [-1, 1] -> the same shape in [-1, 1].
 
     Rows and columns must be multiples of 4 (two stride-2 stages); :func:`mriganx.intensity.pad_slices` sees to it.
-    With ``space_to_depth`` the full-resolution stage is replaced by folding each 2x2 pixel block into channels
-    (``PixelUnshuffle``) on the way in and unfolding it (``PixelShuffle``) on the way out, so that no convolution
-    runs at full resolution; ``residual_padding`` is the residual blocks' padding (the paper's ``reflect``, or
-    ``zeros``).
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
-                 pointwise: int = 0, head_kernel: int = 7, space_to_depth: bool = False,
-                 residual_padding: Padding = Padding.REFLECT) -> None:
+                 pointwise: int = 0, head_kernel: int = 7) -> None:
         super().__init__()
         # Optional per-pixel intensity path (1x1 convolutions, no normalisation) added before the tanh. Instance norm
         # makes the ResNet path see only relative intensities; this path can learn a lookup table of absolute ones
@@ -74,29 +68,20 @@ class ResnetGenerator(nn.Module):
                 Convolution(2, pointwise, pointwise, kernel_size=1, norm=None, act="RELU"),
                 Convolution(2, pointwise, out_channels, kernel_size=1, conv_only=True),
             )
-        if space_to_depth:
-            # Full-resolution maps with 1-16 channels ran at a fifth of this CPU's speed (docs/performance.md); the
-            # folded input keeps every pixel, at half resolution and four times the channels.
-            stem = [nn.PixelUnshuffle(2), _conv(4 * in_channels, ngf * 2, 3)]
-            widths, folded = (ngf * 4,), 4
-        else:
-            stem = [_conv(in_channels, ngf, 7), _conv(ngf, ngf * 2, 3, stride=2)]
-            widths, folded = (ngf * 4, ngf * 2), 1
         up = [
             Convolution(2, ch, ch // 2, strides=2, kernel_size=3, norm="INSTANCE", act="RELU", is_transposed=True,
                         padding=1, output_padding=1)
-            for ch in widths
+            for ch in (ngf * 4, ngf * 2)
         ]
-        head_width = widths[-1] // 2
-        head = Convolution(2, head_width, out_channels * folded, kernel_size=head_kernel, conv_only=True)
+        head = Convolution(2, ngf, out_channels, kernel_size=head_kernel, conv_only=True)
         head.conv.padding_mode = "reflect"
         self.model = nn.Sequential(
-            *stem,
+            _conv(in_channels, ngf, 7),
+            _conv(ngf, ngf * 2, 3, stride=2),
             _conv(ngf * 2, ngf * 4, 3, stride=2),
-            *[ResidualBlock(ngf * 4, residual_padding) for _ in range(n_blocks)],
+            *[ResidualBlock(ngf * 4) for _ in range(n_blocks)],
             *up,
             head,
-            *([nn.PixelShuffle(2)] if space_to_depth else []),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +121,7 @@ def build_generator(config: ModelConfig) -> nn.Module:
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
-            head_kernel=config.head_kernel, space_to_depth=config.space_to_depth, residual_padding=config.residual_padding,
+            head_kernel=config.head_kernel,
         ))
     raise ValueError(f"unknown generator {config.generator}")
 

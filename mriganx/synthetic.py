@@ -31,22 +31,28 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+from nibabel.orientations import (
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
 
 from mriganx.io import atomic_output, save_png
 
 __all__ = [
-    "Tissue",
-    "TissueParameters",
-    "TISSUE_PARAMETERS",
     "T1W_SEQUENCE",
     "T2W_SEQUENCE",
+    "TISSUE_PARAMETERS",
     "Phantom",
-    "spin_echo",
-    "mni_affine",
-    "make_phantom",
-    "reorient",
+    "Tissue",
+    "TissueParameters",
     "axial_png_slices",
+    "make_phantom",
+    "mni_affine",
+    "reorient",
+    "spin_echo",
     "write_subjects",
 ]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
