@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mriganx.config import Direction, IntensityScale, load_config, override
+from mriganx.config import Direction, IntensityScale, Precision, load_config, override
 from mriganx.errors import MriganxError
 
 app = typer.Typer(
@@ -98,6 +98,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     context_slices: Annotated[int | None, typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
+    precision: Annotated[Precision | None, typer.Option(
+        help="auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16 (also fast on CPUs with AVX512-BF16 or AMX), fp16.",
+    )] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
@@ -107,7 +110,7 @@ def train(
     cfg = override(cfg, {
         "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.max_steps": max_steps,
         "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
-        "model.context_slices": context_slices,
+        "model.context_slices": context_slices, "train.precision": precision,
     })
     result = run_training(cfg, t1_dir, t2_dir, out, resume=resume)
     state = "interrupted; continue with --resume" if result.interrupted else "done"

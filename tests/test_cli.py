@@ -34,9 +34,11 @@ def test_synth_train_convert(tmp_path: Path) -> None:
     t2[1].rename(tmp_path / "t2" / t2[1].name)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", "--t1-dir", str(tmp_path / "t1"), "--t2-dir", str(tmp_path / "t2"),
-                                 "--out", str(run), "--config", "smoke", "--max-steps", "3", "--device", "cpu"])
+                                 "--out", str(run), "--config", "smoke", "--max-steps", "3", "--device", "cpu",
+                                 "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     assert (run / "model.pt").is_file() and "model:" in result.output
+    assert "precision: bf16" in (run / "config.yaml").read_text()
     result = runner.invoke(app, ["train", "--t1-dir", str(tmp_path / "t1"), "--t2-dir", str(tmp_path / "t2"),
                                  "--out", str(run), "--config", "smoke", "--max-steps", "5", "--resume"])
     assert result.exit_code == 0, result.output
