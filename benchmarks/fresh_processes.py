@@ -4,8 +4,8 @@
 
 For what ``train_variants.py`` cannot compare: settings that act on the whole process (the allocator,
 ``mriganx.memory``) and whole configs. Every (config, allocator) pair runs ``--rounds`` times, each time in a new
-Python process that takes three warm-up steps and reports the median of ten; the rounds alternate the pairs so that
-drift in the machine's speed falls on all of them alike. Prints one line per pair with the median over rounds of
+Python process that times it with ``bench.py``'s own ``training_cost`` (three warm-up steps, the median of nine); the
+rounds alternate the pairs so that drift in the machine's speed falls on all of them alike. Prints one line per pair with the median over rounds of
 seconds per iteration, FLOPs per iteration (``torch.utils.flop_counter``) and GFLOP/s.
 """
 
@@ -17,34 +17,20 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 _ONE_PROCESS = """
-import json, statistics, sys, time, torch
-from torch.utils.flop_counter import FlopCounterMode
-from mriganx.config import load_config
-from mriganx.training import CycleGAN
-config = load_config(sys.argv[1])
-torch.manual_seed(0)
-gan = CycleGAN(config, torch.device("cpu"))
-rows, cols = config.data.crop_size or (220, 184)
-x = torch.rand(config.train.batch_size, config.model.channels, rows, cols) * 2 - 1
-mask = torch.ones_like(x, dtype=torch.bool)
-for _ in range(3):
-    gan.step(x, mask, x, mask)
-with FlopCounterMode(display=False) as counter:
-    gan.step(x, mask, x, mask)
-times = []
-for _ in range(10):
-    started = time.perf_counter()
-    gan.step(x, mask, x, mask)
-    times.append(time.perf_counter() - started)
-print(json.dumps({"seconds": statistics.median(times), "flops": counter.get_total_flops()}))
+import json, sys, torch
+sys.path.insert(0, sys.argv[2])
+from bench import training_cost
+print(json.dumps(training_cost(sys.argv[1], (220, 184), 3, torch.device("cpu"))))
 """
 
 
 def measure(config: str, release: bool) -> dict[str, float]:
     env = dict(os.environ, MRIGANX_RELEASE_MEMORY="1" if release else "0")
-    out = subprocess.run([sys.executable, "-c", _ONE_PROCESS, config], env=env, capture_output=True, text=True, check=True)
+    here = str(Path(__file__).resolve().parent)
+    out = subprocess.run([sys.executable, "-c", _ONE_PROCESS, config, here], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -60,10 +46,10 @@ def main() -> None:
         for pair in pairs:
             results[pair].append(measure(*pair))
     for (config, release), runs in results.items():
-        seconds = statistics.median(run["seconds"] for run in runs)
-        flops = runs[0]["flops"]
+        seconds = statistics.median(run["s_per_iter"] for run in runs)
+        flops = runs[0]["gflop_per_iter"] * 1e9
         label = f"{config}{' (glibc default allocator)' if release else ''}"
-        each = ", ".join(f"{run['seconds']:.3f}" for run in runs)
+        each = ", ".join(f"{run['s_per_iter']:.3f}" for run in runs)
         print(f"{label:45s} {seconds:.3f} s/it (runs {each})  "
               f"{flops / 1e9:6.1f} GFLOP/it  {flops / seconds / 1e9:6.1f} GFLOP/s")
 

@@ -25,15 +25,7 @@ import torch
 from mriganx.config import DataConfig
 from mriganx.errors import MriganxError
 from mriganx.frame import to_slices
-from mriganx.intensity import (
-    IntensityRange,
-    fit_range,
-    head_mask,
-    median_range,
-    normalise,
-    pad_masks,
-    pad_slices,
-)
+from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range, normalise, pad_masks, pad_slices
 from mriganx.io import Image, ImageKind, image_kind, load_image
 
 log = logging.getLogger(__name__)

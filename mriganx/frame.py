@@ -23,12 +23,7 @@ True
 from __future__ import annotations
 
 import numpy as np
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    io_orientation,
-    ornt_transform,
-)
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 FRAME_AXCODES = ("S", "P", "L")
 

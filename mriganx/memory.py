@@ -3,7 +3,7 @@
 glibc serves every allocation above a threshold (128 KiB at start, raised by its own heuristic as large blocks are
 freed) with fresh ``mmap`` pages and unmaps them on ``free``. A training step allocates and frees hundreds of MiB of
 activations, so without this every step pays the kernel to zero-fill those pages again: measured on the ``cpu``
-config, 0.77 -> 0.70 s per step, and a large 3x3 convolution ran at 394 instead of 490 GFLOP/s
+config, 0.78 -> 0.65 s per step, and a large 3x3 convolution ran at 409 instead of 480 GFLOP/s
 (docs/performance.md). The price is that the resident size stays at its peak until the process ends, which for
 training and conversion is where it goes back to at once anyway. Set ``MRIGANX_RELEASE_MEMORY=1`` to keep glibc's
 default (``benchmarks/bench.py`` does, to show the difference).

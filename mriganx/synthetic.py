@@ -31,28 +31,22 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    inv_ornt_aff,
-    io_orientation,
-    ornt_transform,
-)
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from mriganx.io import atomic_output, save_png
 
 __all__ = [
-    "T1W_SEQUENCE",
-    "T2W_SEQUENCE",
-    "TISSUE_PARAMETERS",
-    "Phantom",
     "Tissue",
     "TissueParameters",
-    "axial_png_slices",
-    "make_phantom",
-    "mni_affine",
-    "reorient",
+    "TISSUE_PARAMETERS",
+    "T1W_SEQUENCE",
+    "T2W_SEQUENCE",
+    "Phantom",
     "spin_echo",
+    "mni_affine",
+    "make_phantom",
+    "reorient",
+    "axial_png_slices",
     "write_subjects",
 ]
 

@@ -15,13 +15,7 @@ from mriganx.config import Direction
 from mriganx.convert import convert
 from mriganx.io import load_image
 from mriganx.synthetic import make_phantom
-from tests.conftest import (
-    DICOM_SERIES,
-    SMALL_SHAPE,
-    SMALL_SPACING,
-    needs_shared,
-    write_nifti,
-)
+from tests.conftest import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
 
 
 def oblique(affine: np.ndarray, degrees: float = 15.0) -> np.ndarray:

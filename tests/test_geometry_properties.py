@@ -10,12 +10,7 @@ import nibabel as nib
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    inv_ornt_aff,
-    ornt_transform,
-)
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 
 from mriganx.errors import MriganxError
 from mriganx.frame import from_slices, to_slices

@@ -7,15 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mriganx.intensity import (
-    IntensityRange,
-    denormalise,
-    fit_range,
-    head_mask,
-    median_range,
-    normalise,
-    pad_slices,
-)
+from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, median_range, normalise, pad_slices
 
 
 def test_range_ignores_background_and_outliers() -> None:

@@ -102,7 +102,7 @@ def test_precision_settings_pick_the_autocast_dtype() -> None:
     assert autocast_dtype(Precision.BF16, cpu) is torch.bfloat16
 
 
-def test_bf16_training_on_cpu_keeps_fp32_weights_and_learns(phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
+def test_bf16_training_on_cpu_keeps_fp32_weights_and_updates_them(phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
     from mriganx.training import CycleGAN
 
     config = smoke(0, **{"train.precision": "bf16"})
