@@ -23,11 +23,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mriganx.config import Direction, load_config
-from mriganx.data import frame_slices
-from mriganx.frame import from_slices
 from mriganx.inference import Translator
 from mriganx.io import load_image, save_like
 from mriganx.memory import retain_freed_memory
+from mriganx.slices import network_view
 from mriganx.synthetic import write_subjects
 from mriganx.training import CycleGAN
 
@@ -92,12 +91,12 @@ def convert_cost(model: Path, volume: Path, out_dir: Path, batch_size: int, repe
         t0 = time.perf_counter()
         image = load_image(volume)
         t1 = time.perf_counter()
-        normalised, masks, _ = frame_slices(image, translator.data_config)
+        view = network_view(image, translator.data_config)
         t2 = time.perf_counter()
-        out = translator.translate_slices(torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None],
+        out = translator.translate_slices(torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None],
                                           Direction.T1_TO_T2, batch_size)
         t3 = time.perf_counter()
-        array = from_slices(out[:, 0].numpy(), image.affine)
+        array = view.to_grid(out[:, 0].numpy())
         t4 = time.perf_counter()
         save_like(array, image, out_dir / "bench_t2.nii.gz", overwrite=True)
         t5 = time.perf_counter()

@@ -23,7 +23,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mriganx.config import Config, load_config, override
-from mriganx.training import CycleGAN, masked
+from mriganx.networks import masked
+from mriganx.training import CycleGAN
 
 
 def step_times(gan: CycleGAN, batch: int, channels: int, shape: tuple[int, int], steps: int) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mriganx.config import Direction, IntensityScale, Precision, load_config, override
+from mriganx.config import Direction, IntensityScale, Precision, changed_settings, load_config, override
 from mriganx.errors import MriganxError
+from mriganx.frame import MNI_SHAPE
 
 app = typer.Typer(
     name="mriganx",
@@ -29,6 +31,24 @@ STATE = {"debug": False}
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
     STATE["debug"] = debug
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    # SIGTERM (a job scheduler, `kill`) unwinds like an exception, so that half-written outputs are removed.
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def grid_shape(text: str) -> tuple[int, int, int]:
+    """``"181,217,181"`` -> ``(181, 217, 181)``; anything else is a one-line error (not a usage dump).
+
+    >>> grid_shape("44, 52,40")
+    (44, 52, 40)
+    """
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise MriganxError(text, f"--size needs three positive integers like {','.join(map(str, MNI_SHAPE))}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,7 +81,7 @@ def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the phantom subjects.")],
     subjects: Annotated[int, typer.Option(help="How many subjects.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the first subject (subject i uses seed + i).")] = 0,
-    size: Annotated[str, typer.Option(help="Grid shape X,Y,Z in RAS order.")] = "181,217,181",
+    size: Annotated[str, typer.Option(help="Grid shape X,Y,Z in RAS order.")] = ",".join(map(str, MNI_SHAPE)),
     spacing: Annotated[float, typer.Option(help="Voxel size in mm.")] = 1.0,
     orientation: Annotated[str, typer.Option(help="Axis codes of the stored voxel order, e.g. RAS, LPS, LAS.")] = "RAS",
     noise: Annotated[float, typer.Option(help="Rician noise sigma as a fraction of the brightest tissue.")] = 0.0,
@@ -71,14 +91,9 @@ def synth(
     """Write synthetic head phantoms: paired T1w/T2w NIfTI volumes with tissue labels (ground truth)."""
     from mriganx.synthetic import write_subjects
 
-    try:
-        shape = tuple(int(v) for v in size.split(","))
-        assert len(shape) == 3 and min(shape) > 0
-    except (ValueError, AssertionError):
-        raise MriganxError(size, "--size needs three positive integers like 181,217,181") from None
     if len(orientation) != 3:
         raise MriganxError(orientation, "--orientation needs three axis codes like RAS or LPS")
-    written = write_subjects(out_dir, subjects, seed, shape=shape, spacing=spacing, axcodes=orientation.upper(),
+    written = write_subjects(out_dir, subjects, seed, shape=grid_shape(size), spacing=spacing, axcodes=orientation.upper(),
                              noise=noise, bias=bias, png=png)
     for subject in written:
         typer.echo(f"{subject['t1']}  {subject['t2']}")
@@ -90,11 +105,12 @@ def train(
     t1_dir: Annotated[Path, typer.Option("--t1-dir", help="Folder of T1w images (NIfTI, DICOM, PNG).")],
     t2_dir: Annotated[Path, typer.Option("--t2-dir", help="Folder of T2w images (unpaired).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, checkpoints, logs.")] = Path("runs/mriganx"),
-    config: Annotated[str, typer.Option(help="Shipped config name (default, cpu, cpu-volume, smoke) or a YAML file.")] = "cpu",
-    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.")] = None,
-    epochs_decay: Annotated[int | None, typer.Option(help="Epochs of linear decay.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Slices per batch and contrast.")] = None,
+    config: Annotated[str | None, typer.Option(help="Shipped config name (default, cpu, cpu-volume, smoke) or a YAML file [default: cpu].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.", min=0)] = None,
+    epochs_decay: Annotated[int | None, typer.Option(help="Epochs of linear decay.", min=0)] = None,
+    steps: Annotated[int | None, typer.Option(help="Run length in steps (half constant, half decay); replaces epochs.", min=1)] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Slices per batch and contrast.", min=1)] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     context_slices: Annotated[int | None, typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
@@ -106,9 +122,24 @@ def train(
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
     from mriganx.training import train as run_training
 
-    cfg = load_config(out / "config.yaml") if resume and (out / "config.yaml").exists() else load_config(config)
+    for folder in (t1_dir, t2_dir):
+        if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+            raise MriganxError(out, f"is inside the training folder {folder}; put the run elsewhere (the next training would read it as data)")
+    if resume and (out / "config.yaml").exists():
+        cfg = load_config(out / "config.yaml")
+        if config is not None:  # the run's own config wins; say so rather than ignore --config in silence
+            differ = changed_settings(cfg, load_config(config))
+            network = [name for name in differ if not name.startswith("train.")]
+            if network:
+                raise MriganxError(out / "config.yaml", f"the run was trained with another config (--config {config} "
+                                                         f"differs in {', '.join(network)}); drop --config or start a new --out")
+            if differ:
+                typer.echo(f"note: resuming with {out / 'config.yaml'}; --config {config}'s {', '.join(differ)} not applied "
+                           "(pass them as options to change them)", err=True)
+    else:
+        cfg = load_config(config or "cpu")
     cfg = override(cfg, {
-        "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.max_steps": max_steps,
+        "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.steps": steps, "train.max_steps": max_steps,
         "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
         "model.context_slices": context_slices, "train.precision": precision,
     })
@@ -116,7 +147,7 @@ def train(
     state = "interrupted; continue with --resume" if result.interrupted else "done"
     typer.echo(f"{state}: {result.steps} steps in {result.seconds:.0f} s")
     typer.echo(f"model: {result.model_path}")
-    typer.echo(f"evolution strip: {result.run_dir / 'evolution.png'}")
+    typer.echo(f"evolution strip: {result.strip}")
     typer.echo(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")
     if result.interrupted:
         raise typer.Exit(130)
@@ -130,18 +161,19 @@ def convert(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (or file name, for one input).")] = None,
     direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
     series: Annotated[str | None, typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
-    confidence: Annotated[bool, typer.Option(help="Also write <name>_confidence.nii.gz: where the translation is least trustworthy.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).", min=1)] = 1,
+    confidence: Annotated[bool, typer.Option(help="Also write <output>_confidence on the same grid: where the translation is least trustworthy.")] = False,
 ) -> None:
     """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
     from mriganx.convert import convert as run_convert
 
-    report = run_convert(inputs, model, direction, output, device, batch_size, overwrite, skip_existing, series=series,
-                         workers=workers, confidence=confidence)
+    report = run_convert(inputs, model, direction=direction, output=output, device=device, batch_size=batch_size,
+                         overwrite=overwrite, skip_existing=skip_existing, series=series, workers=workers,
+                         confidence=confidence)
     for path in report.written:
         typer.echo(str(path))
     for path in report.skipped:
@@ -190,14 +222,14 @@ def evaluate(
 @friendly
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path("mriganx-demo"),
-    minutes: Annotated[float, typer.Option(help="Training budget in minutes (wall clock).")] = 8.0,
+    steps: Annotated[int, typer.Option(help="Training steps (fixed, so that a busy machine changes the time, not the result).", min=1)] = 2000,
     config: Annotated[str, typer.Option(help="Config to train.")] = "cpu-volume",
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in --out.")] = False,
 ) -> None:
     """Synthetic subjects -> train -> convert a held-out T1w -> evaluate against its true T2w. No data needed."""
-    from mriganx.demo import run_demo
+    from mriganx.demo import DEMO_STEPS, DOCUMENTED_SSIM, run_demo
 
-    result = run_demo(out, minutes, config, overwrite=overwrite)
+    result = run_demo(out, steps, config, overwrite=overwrite)
     mean = result.metrics["mean"]
     typer.echo(f"trained {result.steps} steps in {result.train_seconds / 60:.1f} min")
     typer.echo(f"held-out T1w -> T2w: SSIM {mean['ssim']:.3f} (head {mean['ssim_mask']:.3f}), PSNR {mean['psnr']:.2f} dB, "
@@ -212,6 +244,9 @@ def demo(
     typer.echo(f"metrics:         {result.evaluation['json']}")
     typer.echo(f"evolution strip: {result.evolution}")
     typer.echo(f"open in ITK-SNAP: {result.viewer_command()}")
+    if steps == DEMO_STEPS and config == "cpu-volume":
+        verdict = "as documented" if result.as_documented else "BELOW the documented result; please report it"
+        typer.echo(f"result: held-out SSIM {mean['ssim']:.3f} against the documented {DOCUMENTED_SSIM:.3f}: {verdict}")
 
 
 if __name__ == "__main__":

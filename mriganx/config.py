@@ -75,7 +75,7 @@ class ModelConfig:
     # networks spend their capacity on the head (see mriganx.intensity.head_mask for the rule).
     mask_background: bool = True
     # 2.5D: each slice travels with its k neighbours above and below as extra channels, and the networks translate
-    # and judge the whole (2k+1)-slice stack; 0 = plain 2D (see mriganx.data.with_context).
+    # and judge the whole (2k+1)-slice stack; 0 = plain 2D (see mriganx.slices.with_context).
     context_slices: int = 0
 
     @property
@@ -93,6 +93,9 @@ class DataConfig:
     min_head_fraction: float = 0.02  # slices whose head covers less of the slice are not used for training
     flip: bool = True  # random left-right flips
     affine_prob: float = 0.0  # probability of a small random rotation/scale per sample
+    # Resample every slice in-plane to this voxel size (mm) before the networks see it, and back afterwards
+    # (mriganx.slices); None keeps each image's own grid, as for a model trained on one resolution.
+    in_plane_mm: float | None = None
 
 
 @dataclass
@@ -107,7 +110,10 @@ class TrainConfig:
     pool_size: int = 50
     ema_decay: float = 0.0  # exponential moving average of the generator weights; 0 disables it
     seed: int = 0
-    max_steps: int | None = None
+    max_steps: int | None = None  # stop early at this step (the schedule stays the full run's)
+    # The run's length in steps, whatever the data size: the learning rate stays constant for the first half and
+    # decays linearly to zero over the second. When set, epochs and epochs_decay are not used.
+    steps: int | None = None
     log_every: int = 10
     image_every: int = 200
     checkpoint_every: int = 200
@@ -152,6 +158,21 @@ class Config:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+# Allowed ranges of the numeric settings (None allowed where the field's default is None). A config file or a model
+# file with a value outside them is refused in one line before anything is built from it: a huge width would
+# exhaust memory, a pad multiple of 0 divide by zero, a negative batch size train on nothing.
+_LIMITS: dict[str, tuple[float, float]] = {
+    "ngf": (1, 512), "n_blocks": (0, 64), "pointwise": (0, 512), "head_kernel": (1, 15), "ndf": (1, 512),
+    "d_layers": (1, 8), "context_slices": (0, 16),
+    "lower_percentile": (0, 100), "upper_percentile": (0, 100), "pad_multiple": (1, 64), "min_head_fraction": (0, 1),
+    "affine_prob": (0, 1), "in_plane_mm": (0.05, 20),
+    "epochs": (0, 1e6), "epochs_decay": (0, 1e6), "steps": (1, 1e9), "batch_size": (1, 4096), "lr": (1e-12, 1.0),
+    "lambda_cycle": (0, 1e4), "identity_weight": (0, 1e4), "pool_size": (0, 1e5), "ema_decay": (0, 0.99999999),
+    "max_steps": (0, 1e9), "log_every": (1, 1e9), "image_every": (1, 1e9), "checkpoint_every": (1, 1e9),
+    "strip_every_epochs": (1, 1e9), "num_threads": (1, 1024),
+}
+
+
 def _build(kind: type, values: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = set(values) - set(fields)
@@ -160,21 +181,38 @@ def _build(kind: type, values: dict[str, Any], where: str) -> Any:
     defaults = kind()
     converted = {}
     for name, value in values.items():
-        converted[name] = _coerce(getattr(defaults, name), value, fields[name].type)
+        converted[name] = _coerce(getattr(defaults, name), value, f"{where} {name}")
     built = kind(**converted)
-    if getattr(built, "context_slices", 0) < 0:
-        raise MriganxError(where, "context_slices must be 0 (plain 2D) or a positive number of neighbours per side")
+    for name in fields:
+        _check_limit(getattr(built, name), name, getattr(defaults, name), where)
+    if getattr(built, "head_kernel", 1) % 2 == 0:
+        raise MriganxError(where, f"head_kernel must be odd, got {built.head_kernel}")
     return built
 
 
-def _coerce(default: Any, value: Any, annotation: str) -> Any:
+def _check_limit(value: Any, name: str, default: Any, where: str) -> None:
+    if name not in _LIMITS or (value is None and default is None):
+        return
+    low, high = _LIMITS[name]
+    integer = isinstance(default, int) or default is None and name not in ("in_plane_mm",)
+    kind_ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float))
+    if not kind_ok or not low <= value <= high:
+        what = "a whole number" if integer else "a number"
+        raise MriganxError(where, f"{name} must be {what} from {low:g} to {high:g}, got {value!r}")
+
+
+def _coerce(default: Any, value: Any, where: str) -> Any:
     if value is None:
         return None
     if isinstance(default, Enum):
-        return type(default)(value)
+        try:
+            return type(default)(value)
+        except ValueError:
+            choices = ", ".join(member.value for member in type(default))
+            raise MriganxError(where, f"unknown value {value!r}; choose one of: {choices}") from None
     if isinstance(value, list):
         return tuple(value)
-    if isinstance(default, float) and isinstance(value, int):
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
 
@@ -218,3 +256,14 @@ def override(config: Config, values: dict[str, Any]) -> Config:
         section, key = dotted.split(".")
         data[section][key] = value
     return Config.from_dict(data, f"config {config.name}")
+
+
+def changed_settings(a: Config, b: Config) -> list[str]:
+    """Dotted names of the settings in which two configs differ (their names aside).
+
+    >>> changed_settings(load_config("cpu"), override(load_config("cpu"), {"train.lr": 0.001}))
+    ['train.lr']
+    """
+    left, right = a.to_dict(), b.to_dict()
+    return [f"{section}.{key}" for section in ("model", "data", "train")
+            for key in left[section] if left[section][key] != right[section].get(key)]

@@ -24,61 +24,12 @@ import torch
 
 from mriganx.config import DataConfig
 from mriganx.errors import MriganxError
-from mriganx.frame import to_slices
-from mriganx.intensity import IntensityRange, fit_range, head_mask, median_range, normalise, pad_masks, pad_slices
-from mriganx.io import Image, ImageKind, image_kind, load_image
+from mriganx.intensity import IntensityRange, median_range, pad_masks, pad_slices
+from mriganx.io import find_images, load_image
+from mriganx.slices import centre, network_view, with_context
 
 log = logging.getLogger(__name__)
 HISTOGRAM_BINS = 64
-
-
-def find_images(folder: str | Path) -> list[Path]:
-    """Image paths in a folder, sorted: NIfTI and PNG files, and DICOM series (a folder holding DICOM files)."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise MriganxError(folder, "does not exist")
-    if not folder.is_dir():
-        raise MriganxError(folder, "is not a folder")
-    found: list[Path] = []
-    skipped: list[str] = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        kind = image_kind(entry)
-        if kind is ImageKind.DICOM and entry.is_file():
-            if folder not in found:  # DICOM files side by side form series: the folder is read as a whole
-                found.append(folder)
-        elif kind is not None:
-            found.append(entry)
-        elif entry.is_dir():
-            found.extend(find_images(entry))
-        else:
-            skipped.append(entry.name)
-    if skipped:
-        log.warning("%s: skipped %d non-image file(s): %s", folder, len(skipped), ", ".join(skipped[:5]))
-    if not found:
-        raise MriganxError(folder, "holds no NIfTI, DICOM or PNG images")
-    return found
-
-
-def with_context(slices: torch.Tensor, k: int) -> torch.Tensor:
-    """Stacks ``(n, 2k+1, ...)`` of each slice of ``(n, ...)`` between its k neighbours on either side (the channel
-    order follows the slice order; the centre channel is the slice itself). Past the first and last slice the edge
-    slice repeats, so a single 2D slice becomes 2k+1 copies of itself.
-
-    >>> with_context(torch.arange(3.0), 1).tolist()
-    [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0]]
-    """
-    n = slices.shape[0]
-    offsets = torch.arange(-k, k + 1)
-    index = (torch.arange(n)[:, None] + offsets[None, :]).clamp(0, n - 1)
-    return slices[index]
-
-
-def centre(stacks: torch.Tensor) -> torch.Tensor:
-    """The middle channel of ``(n, 2k+1, rows, cols)`` stacks, as ``(n, 1, rows, cols)``: the slice itself."""
-    middle = stacks.shape[1] // 2
-    return stacks[:, middle : middle + 1]
 
 
 @dataclass
@@ -105,14 +56,6 @@ class SliceSet:
         return counts.tolist()
 
 
-def frame_slices(image: Image, config: DataConfig) -> tuple[np.ndarray, np.ndarray, IntensityRange]:
-    """An image as the networks see it: slice-frame slices normalised by the image's own robust range, their head
-    masks, and that range. Training, inference and evaluation all prepare images through here."""
-    rng = fit_range(image.array, config.lower_percentile, config.upper_percentile)
-    slices = normalise(to_slices(image.array, image.affine), rng)
-    return slices, head_mask(slices), rng
-
-
 def load_slices(folder: str | Path, config: DataConfig, context_slices: int = 0) -> SliceSet:
     """Read every image in ``folder`` into a :class:`SliceSet` (the in-memory cache the training samples from),
     each slice with ``context_slices`` neighbours per side from its own volume (:func:`with_context`)."""
@@ -122,8 +65,8 @@ def load_slices(folder: str | Path, config: DataConfig, context_slices: int = 0)
     mask_groups: dict[tuple[int, int], list[torch.Tensor]] = {}
     ranges: list[IntensityRange] = []
     for path in paths:
-        image = load_image(path)
-        slices, masks, rng = frame_slices(image, config)
+        view = network_view(load_image(path), config)
+        slices, masks, rng = view.slices, view.masks, view.range
         # Real images get the same clean background the generators produce, so the critics cannot tell real from
         # translated by faint signal in the air.
         slices = np.where(masks, slices, np.float32(-1.0))

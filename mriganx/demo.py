@@ -1,28 +1,27 @@
 """The whole job on a fresh machine with no user data: phantoms -> training -> conversion -> evaluation -> pictures.
 
 Synthetic subjects are generated (T1w of some, T2w of others, so the training data are truly unpaired, and one
-subject held out), the ``cpu-volume`` config (``cpu`` as a 2.5D model) is trained for a wall-clock budget, the
+subject held out), the ``cpu-volume`` config (``cpu`` as a 2.5D model) is trained for a fixed number of steps, the
 held-out T1w volume is converted to NIfTI and scored against its true T2w, and the figure, metrics and evolution
-strip are written.
+strip are written. The result is then compared with the documented one, so a newcomer knows whether what they see
+is what the tool does.
 
->>> # run_demo(Path("mriganx-demo"), minutes=8)   # see tests/test_demo.py for a tiny end-to-end run
+>>> # run_demo(Path("mriganx-demo"))   # see tests/test_demo.py for a tiny end-to-end run
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mriganx.config import Config, Direction, IntensityScale, load_config, override
+from mriganx.config import Direction, IntensityScale, load_config, override
 from mriganx.convert import convert
 from mriganx.evaluation import evaluate
+from mriganx.frame import MNI_SHAPE
 from mriganx.synthetic import write_subjects
-from mriganx.training import CycleGAN, Trainer, pick_device
+from mriganx.training import Trainer
 
 
 @dataclass
@@ -39,24 +38,26 @@ class DemoResult:
     train_seconds: float
     steps: int
 
+    @property
+    def as_documented(self) -> bool:
+        """Whether the held-out SSIM is within one run's spread of the documented result (full-length runs only)."""
+        return self.metrics["mean"]["ssim"] >= DOCUMENTED_SSIM - SSIM_TOLERANCE
+
     def viewer_command(self) -> str:
         return f'itksnap -g "{self.source}" -o "{self.translation}" "{self.truth}" "{self.confidence}"'
 
 
-def seconds_per_step(config: Config, shape: tuple[int, int]) -> float:
-    """Time a few training steps of ``config`` on blank slices of ``shape`` (after one warm-up step)."""
-    gan = CycleGAN(config, pick_device(config.train.device))
-    batch = torch.zeros(config.train.batch_size, config.model.channels, *shape)
-    mask = torch.ones_like(batch, dtype=torch.bool)
-    gan.step(batch, mask, batch, mask)
-    started = time.perf_counter()
-    for _ in range(2):
-        gan.step(batch, mask, batch, mask)
-    return (time.perf_counter() - started) / 2
+# The demo's documented result (docs/results.md): held-out T1w -> T2w SSIM after DEMO_STEPS steps of cpu-volume.
+DEMO_STEPS = 2000
+DOCUMENTED_SSIM = 0.864
+# One run's spread across seeds and machines is about 0.01; below this the demo says it fell short.
+SSIM_TOLERANCE = 0.03
 
 
-def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu-volume", subjects: int = 8, spacing: float = 2.0,
-             seed: int = 0, progress: bool = True, overwrite: bool = False) -> DemoResult:
+def run_demo(out: Path, steps: int = DEMO_STEPS, config: str | Path = "cpu-volume", subjects: int = 8,
+             spacing: float = 2.0, seed: int = 0, progress: bool = True, overwrite: bool = False) -> DemoResult:
+    """Phantoms -> train ``steps`` steps -> convert and score a held-out subject. The number of steps is fixed, not
+    a time budget, so that the result does not depend on how busy the machine is: under load only the time grows."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -65,7 +66,7 @@ def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu-volume",
             raise MriganxError(out, "is not empty; pass --overwrite to replace an earlier demo there")
         shutil.rmtree(out)
     phantoms = out / "phantoms"
-    shape = tuple(int(round(n / spacing)) for n in (181, 217, 181))
+    shape = tuple(int(round(n / spacing)) for n in MNI_SHAPE)
     written = write_subjects(phantoms, subjects + 1, seed, shape=shape, spacing=spacing)
     t1_dir, t2_dir = out / "train" / "T1w", out / "train" / "T2w"
     t1_dir.mkdir(parents=True)
@@ -76,19 +77,10 @@ def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu-volume",
         shutil.copy(subject[key], folder / subject[key].name)
     held = written[subjects]
 
-    cfg = load_config(config)
-    probe = override(cfg, {"train.max_steps": None})
-    padded = tuple(-(-n // cfg.data.pad_multiple) * cfg.data.pad_multiple for n in (shape[1], shape[0]))
-    per_step = seconds_per_step(probe, cfg.data.crop_size or padded)
-    trainer = Trainer(cfg, t1_dir, t2_dir, out / "run", progress=progress)
-    steps = max(20, int(minutes * 60 / per_step))
-    epochs = max(2, round(steps / trainer.steps_per_epoch))
-    cfg = override(cfg, {"train.epochs": epochs // 2, "train.epochs_decay": epochs - epochs // 2,
-                         "train.strip_every_epochs": max(1, epochs // 8)})
-    trainer = Trainer(cfg, t1_dir, t2_dir, out / "run", progress=progress)
-    result = trainer.run()
+    cfg = override(load_config(config), {"train.steps": steps})
+    result = Trainer(cfg, t1_dir, t2_dir, out / "run", progress=progress).run()
 
-    report = convert([held["t1"]], result.model_path, Direction.T1_TO_T2, output=out, progress=False, overwrite=True,
+    report = convert([held["t1"]], result.model_path, direction=Direction.T1_TO_T2, output=out, progress=False, overwrite=True,
                      confidence=True)
     if report.failed:
         raise report.failed[0]
@@ -97,4 +89,4 @@ def run_demo(out: Path, minutes: float = 8.0, config: str | Path = "cpu-volume",
                           scale=IntensityScale.ROBUST, confidence=True)
     paths = evaluation.write(out / "evaluation")
     return DemoResult(out, result.model_path, held["t1"], translation, confidence, held["t2"], evaluation.summary, paths,
-                      result.run_dir / "evolution.png", result.seconds, result.steps)
+                      result.strip, result.seconds, result.steps)

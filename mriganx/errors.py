@@ -10,8 +10,8 @@ class MriganxError(Exception):
 
     The CLI prints ``error: <path>: <message>`` and exits with code 2, without a traceback.
 
-    >>> str(MriganxError("scan.nii.gz", "file does not exist"))
-    'scan.nii.gz: file does not exist'
+    >>> str(MriganxError("scan", "file does not exist"))
+    'scan: file does not exist'
     """
 
     def __init__(self, path: str | Path | None, message: str) -> None:

@@ -1,7 +1,7 @@
 """Evaluate a model: paired metrics against true target-contrast images, or honest unpaired measures without them.
 
 Paired (``evaluate(model, source, target)``): ``source`` and ``target`` are two images on one grid, or two folders
-of slices paired by file name or by slice index (``Image #70.png`` pairs with ``Image #70.png``). Every slice of
+of slices paired by file name or by slice index (``Image #70`` pairs with ``Image #70``). Every slice of
 the slice frame that shows head is scored; the report holds per-slice rows, means per metric, and a figure of the
 worst, median and best slices by SSIM.
 
@@ -44,14 +44,14 @@ import torch
 from monai.metrics import MultiScaleSSIMMetric
 
 from mriganx.config import Direction, IntensityScale
-from mriganx.data import find_images, frame_slices
 from mriganx.errors import MriganxError
-from mriganx.figures import grid, save_figure, to_uint8
+from mriganx.figures import grid, save_figure
 from mriganx.frame import to_slices
 from mriganx.inference import Translator
 from mriganx.intensity import IntensityRange, fit_range, head_mask, normalise
-from mriganx.io import ImageKind, load_image
+from mriganx.io import ImageKind, find_images, load_image, output_path, to_uint8
 from mriganx.metrics import SSIM_SIGMA, SSIM_WINDOW, paired_metrics
+from mriganx.slices import network_view
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae", "psnr_mask", "ssim_mask", "mae_mask")
 
@@ -226,7 +226,10 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
         inputs = to_slices(src.array, src.affine)
         doubt = to_slices(result.confidence, tgt.affine) if result.confidence is not None else None
         if mask is not None:
-            masks = to_slices(load_image(mask).array > 0, tgt.affine)
+            given = load_image(mask)
+            if given.array.shape != tgt.array.shape:
+                raise MriganxError(mask, f"mask has shape {given.array.shape}, the target {target_path.name} has {tgt.array.shape}; they must share one grid")
+            masks = to_slices(given.array > 0, tgt.affine)
         else:
             masks = head_mask(normalise(to_slices(tgt.array, tgt.affine), target_range))
         for index in range(truth.shape[0]):
@@ -251,7 +254,7 @@ def evaluate(model: Path | Translator, source: Path, target: Path, direction: Di
     if not report.rows:
         raise MriganxError(target, "no slice shows head; nothing to score")
     if out is not None:
-        report.figure = _figure(shown, Path(out) / f"{direction.value}_figure.png")
+        report.figure = _figure(shown, output_path(out, f"{direction.value}_figure", ImageKind.PNG))
         report.write(Path(out))
     return report
 
@@ -297,8 +300,8 @@ def evaluate_unpaired(model: Path | Translator, source: Path, direction: Directi
     histogram = np.zeros(len(edges) - 1)
     cycle = []
     for path in paths:
-        slices, slice_masks, _ = frame_slices(load_image(path), translator.data_config)
-        normalised, masks = torch.from_numpy(slices)[:, None], torch.from_numpy(slice_masks)[:, None]
+        view = network_view(load_image(path), translator.data_config)
+        normalised, masks = torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None]
         forth = translator.translate_slices(normalised, masks, direction)
         again = translator.translate_slices(forth, masks, direction.reverse)
         cycle.append(float((again - normalised).abs()[masks].mean()))

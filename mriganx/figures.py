@@ -1,7 +1,7 @@
 """Pictures a person would rather look at than read: slices side by side with labels, as 8-bit PNG.
 
 >>> import numpy as np
->>> tile = grid([[np.zeros((4, 6)), np.ones((4, 6))]], column_titles=["a", "b"], scale=1)
+>>> tile = grid([[np.zeros((4, 6)), np.full((4, 6), 255.0)]], column_titles=["a", "b"], scale=1)
 >>> tile.mode, tile.size[0] >= 12
 ('L', True)
 """
@@ -15,13 +15,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
-from mriganx.io import atomic_output
-
-
-def to_uint8(image: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
-    """Map ``[low, high]`` to 0..255 (clipped)."""
-    scaled = (np.asarray(image, dtype=np.float32) - low) / max(high - low, 1e-12)
-    return np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+from mriganx.io import atomic_output, to_uint8
 
 
 def grid(
@@ -31,7 +25,7 @@ def grid(
     scale: int = 1,
     gap: int = 4,
 ) -> PILImage.Image:
-    """Tile 2D images (already 0..255 or float in [0, 255]) into one labelled grayscale picture."""
+    """Tile 2D images (8-bit, or floats on the 0..255 scale) into one labelled grayscale picture."""
     font = ImageFont.load_default()
     height = max(image.shape[0] for row in rows for image in row) * scale
     width = max(image.shape[1] for row in rows for image in row) * scale
@@ -47,7 +41,7 @@ def grid(
         if r < len(row_titles):
             draw.text((2, top + height // 2 - 5), row_titles[r], fill=255, font=font)
         for c, image in enumerate(row):
-            pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+            pixels = image if image.dtype == np.uint8 else to_uint8(image, 0.0, 255.0)
             tile = PILImage.fromarray(pixels, mode="L")
             if scale != 1:
                 tile = tile.resize((pixels.shape[1] * scale, pixels.shape[0] * scale), PILImage.NEAREST)

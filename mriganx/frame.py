@@ -26,6 +26,8 @@ import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 FRAME_AXCODES = ("S", "P", "L")
+# The MNI152/BrainWeb grid in RAS voxel order (1 mm): the seed slices' plane is its (217, 181) axial slice.
+MNI_SHAPE = (181, 217, 181)
 
 
 def _to_frame(affine: np.ndarray) -> np.ndarray:

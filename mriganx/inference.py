@@ -11,27 +11,26 @@ Slices go through the network in batches of whole slices rather than through MON
 runs a sliding window on every slice, which is work a fully convolutional network on a padded slice does not need,
 and it cannot skip the empty slices at the top and bottom of a head.
 
->>> # Translator.load("run/model.pt").translate(load_image("scan.nii.gz"), Direction.T1_TO_T2)
+>>> # Translator.load("run/model.pt").translate(load_image(path), Direction.T1_TO_T2)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from mriganx.config import Config, Direction
-from mriganx.data import frame_slices, with_context
+from mriganx.config import Direction
+from mriganx.devices import pick_device
 from mriganx.errors import MriganxError
-from mriganx.frame import from_slices
 from mriganx.intensity import IntensityRange, denormalise, pad_masks, pad_slices
 from mriganx.io import Image
 from mriganx.memory import retain_freed_memory
-from mriganx.networks import build_generator
-from mriganx.training import MODEL_FORMAT, MODEL_FORMAT_VERSION, masked, pick_device
+from mriganx.modelfile import ModelFile
+from mriganx.networks import build_generator, masked
+from mriganx.slices import network_view, with_context
 
 MIN_SIZE = 8  # the smallest slice side the generator takes (it downsamples twice; a 7x7 reflection pad needs more)
 
@@ -51,40 +50,26 @@ class Translation:
 class Translator:
     """Both generators of a trained CycleGAN, ready for inference."""
 
-    def __init__(self, payload: dict[str, Any], device: str | torch.device = "auto", source: Path | None = None) -> None:
-        self.source = source
+    def __init__(self, model: ModelFile, device: str | torch.device = "auto", source: Path | None = None) -> None:
+        self.model, self.source = model, source
         self.device = pick_device(device) if isinstance(device, str) else device
         retain_freed_memory()  # every batch of slices frees and re-allocates the same activations
-        config = Config.from_dict({"model": payload["model"], "data": payload["data"]}, source or "model")
-        self.model_config, self.data_config = config.model, config.data
-        self.ranges = {name: IntensityRange(*values) for name, values in payload["intensity"].items()}
-        self.histograms: dict[str, list[float]] = payload.get("histograms", {})
+        self.model_config, self.data_config = model.model, model.data
+        self.ranges = model.intensity
+        self.histograms = model.histograms
         self.generators: dict[Direction, torch.nn.Module] = {}
         for direction in Direction:
             net = build_generator(self.model_config)
             try:
-                net.load_state_dict(payload["generators"][direction.value])
-            except (RuntimeError, KeyError) as exc:
+                net.load_state_dict(model.generators[direction])
+            except RuntimeError as exc:
                 raise MriganxError(source, f"weights do not fit the network the model file describes ({str(exc).splitlines()[0]})") from None
             self.generators[direction] = net.to(self.device).eval()
-        self.payload_info = {k: payload[k] for k in ("mriganx_version", "steps", "data_fingerprint") if k in payload}
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
-        """Load ``model.pt`` (weights only: a file that carries pickled code is refused)."""
-        path = Path(path)
-        if not path.is_file():
-            raise MriganxError(path, "model file does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is not a model we can trust
-            reason = "it holds pickled code or objects, refused" if "weights_only" in str(exc) or "Unsupported global" in str(exc) else exc.__class__.__name__
-            raise MriganxError(path, f"not a loadable mriganx model ({reason})") from None
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise MriganxError(path, "not a mriganx model file (use RUN_DIR/model.pt, not a checkpoint)")
-        if payload.get("format_version") != MODEL_FORMAT_VERSION:
-            raise MriganxError(path, f"model format version {payload.get('format_version')} is not {MODEL_FORMAT_VERSION}; retrain or upgrade mriganx")
-        return cls(payload, device, path)
+        """Load a model file (weights only, every check of :meth:`mriganx.modelfile.ModelFile.load`)."""
+        return cls(ModelFile.load(path), device, Path(path))
 
     @torch.inference_mode()
     def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8,
@@ -154,22 +139,24 @@ class Translator:
         direction = Direction(direction)
         if float(image.array.max()) <= float(image.array.min()):
             raise MriganxError(image.source, "image is constant; there is nothing to translate")
-        normalised, masks, rng = frame_slices(image, self.data_config)
-        if min(normalised.shape[1:]) < MIN_SIZE:
-            rows, cols = normalised.shape[1:]
+        view = network_view(image, self.data_config)
+        if min(view.slices.shape[1:]) < MIN_SIZE:
+            rows, cols = view.slices.shape[1:]
             raise MriganxError(image.source, f"axial slices are {rows}x{cols}; at least {MIN_SIZE}x{MIN_SIZE} is needed")
-        x, m = torch.from_numpy(normalised)[:, None], torch.from_numpy(masks)[:, None]
+        x, m = torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None]
         out = self.translate_slices(x, m, direction, batch_size)
         target_range = self.ranges[direction.target]
-        values = denormalise(out[:, 0].numpy(), target_range)
         score = None
         if confidence:
-            score = from_slices(self.confidence_slices(x, m, out, direction, batch_size)[:, 0].numpy(), image.affine)
+            score = view.to_grid(self.confidence_slices(x, m, out, direction, batch_size)[:, 0].numpy())
+        mask = view.to_grid(view.masks, mode="nearest")
+        # Resampled back to the input's grid, background stays background there too.
+        values = np.where(mask, view.to_grid(denormalise(out[:, 0].numpy(), target_range)), np.float32(target_range.low))
         return Translation(
-            array=from_slices(values, image.affine),
+            array=values,
             direction=direction,
-            input_range=rng,
+            input_range=view.range,
             output_range=target_range,
-            mask=from_slices(masks, image.affine),
-            confidence=score,
+            mask=mask,
+            confidence=None if score is None else np.where(mask, score, np.float32(0.0)),
         )

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.transforms import DivisiblePad, ScaleIntensityRange
+from monai.data import MetaTensor
+from monai.transforms import ScaleIntensityRange, SpatialPad
 
 
 @dataclass(frozen=True)
@@ -82,31 +83,37 @@ def head_mask(slices: np.ndarray, threshold: float = 0.01, min_area: int = 16) -
 
 @dataclass(frozen=True)
 class Padding:
-    """Where the original slice sits inside a padded one, for an exact crop back."""
+    """How slices were padded (MONAI's ``SpatialPad``, symmetric), kept so that MONAI's ``inverse()`` can crop a
+    network output of the padded size back to the original slices exactly."""
 
-    top: int
-    left: int
-    rows: int
-    cols: int
+    transform: SpatialPad
+    operation: dict
 
-    def crop(self, padded: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        return padded[..., self.top : self.top + self.rows, self.left : self.left + self.cols]
+    def crop(self, padded: torch.Tensor) -> torch.Tensor:
+        """``(n, c, padded rows, padded cols)`` -> ``(n, c, rows, cols)``: the inverse of the pad."""
+        n, c = padded.shape[:2]
+        tracked = MetaTensor(padded.reshape(n * c, *padded.shape[2:]))
+        tracked.push_applied_operation(self.operation)
+        cropped = self.transform.inverse(tracked).as_tensor()
+        return cropped.reshape(n, c, *cropped.shape[1:])
 
 
 def pad_slices(slices: torch.Tensor, multiple: int, min_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, Padding]:
     """Pad ``(n, c, rows, cols)`` symmetrically with background (-1) to a multiple of ``multiple`` (and at least
-    ``min_size``), with MONAI's DivisiblePad; returns the padded tensor and how to crop it back."""
+    ``min_size``); returns the padded tensor and how to crop it back (:meth:`Padding.crop`).
+
+    >>> padded, padding = pad_slices(torch.zeros(2, 1, 181, 217), 4)
+    >>> padded.shape, padding.crop(padded).shape
+    (torch.Size([2, 1, 184, 220]), torch.Size([2, 1, 181, 217]))
+    """
     n, c, rows, cols = slices.shape
-    target_rows, target_cols = rows, cols
     if min_size is not None:
-        target_rows, target_cols = max(rows, min_size[0]), max(cols, min_size[1])
-    target_rows = -(-target_rows // multiple) * multiple
-    target_cols = -(-target_cols // multiple) * multiple
-    # DivisiblePad pads to a multiple of k per spatial axis; k = the target size itself gives "exactly this size".
-    pad = DivisiblePad(k=(target_rows, target_cols), mode="constant", value=-1.0)
-    padded = torch.as_tensor(pad(slices.reshape(n * c, rows, cols))).reshape(n, c, target_rows, target_cols)
-    top, left = (target_rows - rows) // 2, (target_cols - cols) // 2
-    return padded.as_subclass(torch.Tensor), Padding(top, left, rows, cols)
+        rows, cols = max(rows, min_size[0]), max(cols, min_size[1])
+    size = (-(-rows // multiple) * multiple, -(-cols // multiple) * multiple)
+    pad = SpatialPad(size, method="symmetric", mode="constant", value=-1.0)
+    tracked = pad(MetaTensor(slices.reshape(n * c, *slices.shape[2:])))
+    padding = Padding(pad, tracked.applied_operations[-1])
+    return tracked.as_tensor().reshape(n, c, *size), padding
 
 
 def pad_masks(masks: torch.Tensor, multiple: int, min_size: tuple[int, int] | None = None) -> torch.Tensor:

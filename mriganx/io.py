@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
 import tempfile
 import warnings
@@ -54,9 +55,10 @@ from PIL import Image as PILImage
 
 from mriganx.errors import MriganxError
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")  # longest first, so that stripping a suffix takes all of it
 PNG_SUFFIXES = (".png",)
 DICOM_SUFFIXES = (".dcm", ".ima", "")
+log = logging.getLogger(__name__)
 # DICOM LPS world coordinates -> NIfTI RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -78,23 +80,87 @@ class Image:
     header: nib.Nifti1Header | None = None
     disk_shape: tuple[int, ...] = ()
 
-    @property
-    def spacing(self) -> np.ndarray:
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
-
 
 def image_kind(path: Path) -> ImageKind | None:
     """What reader a path needs, or ``None`` if it is not an image this tool reads."""
     name = path.name.lower()
     if path.is_dir():
         return ImageKind.DICOM if any(_is_dicom(p) for p in sorted(path.iterdir())[:50] if p.is_file()) else None
-    if name.endswith(NIFTI_SUFFIXES):
+    if is_nifti_name(path):
         return ImageKind.NIFTI
     if name.endswith(PNG_SUFFIXES):
         return ImageKind.PNG
     if _is_dicom(path):
         return ImageKind.DICOM
     return None
+
+
+def is_nifti_name(path: str | Path) -> bool:
+    """Whether a file name says NIfTI (``.nii`` or ``.nii.gz``), whatever the case."""
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def image_stem(path: str | Path) -> str:
+    """A file name without its image extension: ``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``, ``1-055.dcm`` -> ``1-055``.
+
+    >>> image_stem("sub-01_T1w.nii.gz"), image_stem("slice.PNG"), image_stem("series_folder")
+    ('sub-01_T1w', 'slice', 'series_folder')
+    """
+    name = Path(path).name
+    for suffix in (*NIFTI_SUFFIXES, *PNG_SUFFIXES, *(s for s in DICOM_SUFFIXES if s)):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def output_path(folder: str | Path, stem: str, kind: ImageKind = ImageKind.NIFTI) -> Path:
+    """``folder/stem`` with the extension mriganx writes for ``kind``: gzipped NIfTI for volumes, PNG for slices and
+    figures.
+
+    >>> output_path("out", "scan_t2").name, output_path("out", "figure", ImageKind.PNG).name
+    ('scan_t2.nii.gz', 'figure.png')
+    """
+    extension = {ImageKind.NIFTI: NIFTI_SUFFIXES[0], ImageKind.PNG: PNG_SUFFIXES[0]}[kind]
+    return Path(folder) / f"{stem}{extension}"
+
+
+def sibling(path: str | Path, suffix: str, kind: ImageKind = ImageKind.NIFTI) -> Path:
+    """A file beside ``path`` whose stem carries ``suffix``: ``x_t2.nii.gz`` -> ``x_t2_confidence.nii.gz``."""
+    path = Path(path)
+    return output_path(path.parent, f"{image_stem(path)}{suffix}", kind)
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image paths in a folder, sorted: NIfTI and PNG files, and DICOM series (a folder holding DICOM files).
+
+    Files that are not images (notes, JSON side-cars) are skipped with a warning; hidden files (dot names, such as
+    the part files of an interrupted write) are passed over in silence.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise MriganxError(folder, "does not exist")
+    if not folder.is_dir():
+        raise MriganxError(folder, "is not a folder")
+    found: list[Path] = []
+    skipped: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        kind = image_kind(entry)
+        if kind is ImageKind.DICOM and entry.is_file():
+            if folder not in found:  # DICOM files side by side form series: the folder is read as a whole
+                found.append(folder)
+        elif kind is not None:
+            found.append(entry)
+        elif entry.is_dir():
+            found.extend(find_images(entry))
+        else:
+            skipped.append(entry.name)
+    if skipped:
+        log.warning("%s: skipped %d non-image file(s): %s", folder, len(skipped), ", ".join(skipped[:5]))
+    if not found:
+        raise MriganxError(folder, "holds no NIfTI, DICOM or PNG images")
+    return found
 
 
 def load_image(path: str | Path, series: str | None = None) -> Image:
@@ -236,11 +302,40 @@ def sitk_to_image(image: sitk.Image, source: Path, kind: ImageKind) -> Image:
     return Image(array, LPS_TO_RAS @ lps, kind, source, None, array.shape)
 
 
+def _umask() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _part_prefix(path: Path) -> str:
+    return f".{path.name}.part-"
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Delete part files of ``path`` left by a writer that was killed outright (SIGKILL, power loss): their names
+    carry the writer's process id, and a part whose writer no longer runs can never be finished."""
+    for part in path.parent.glob(f"{_part_prefix(path)}*"):
+        try:
+            pid = int(part.name[len(_part_prefix(path)) :].split(".", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            continue  # not ours, or a live writer of another user
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block finishes.
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block finishes.
 
-    The temporary name keeps the suffixes so that writers that look at them (``.nii.gz`` means gzip) still work.
+    The one way mriganx writes a file (images, figures, checkpoints, models), so that every output appears complete
+    or not at all. The temporary name keeps the suffixes (``.nii.gz`` means gzip to nibabel) and the writer's
+    process id; part files of dead writers are removed. The file gets the permissions the user's umask gives a new
+    file (0644 under umask 022), not ``mkstemp``'s private 0600. Without ``overwrite`` the final step is a hard
+    link, which fails if the name appeared meanwhile (another process, or two inputs with one output name), so an
+    existing file is never replaced silently.
     """
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in protect):
@@ -250,19 +345,71 @@ def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=folder)
+        _remove_stale_parts(path)
+        suffix = next((s for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
+        handle, name = tempfile.mkstemp(prefix=f"{_part_prefix(path)}{os.getpid()}.", suffix=suffix, dir=folder)
         os.close(handle)
+        os.chmod(name, 0o666 & ~_umask())
     except OSError as exc:
         raise MriganxError(folder, f"cannot write here ({exc.strerror or exc})") from None
     temporary = Path(name)
     try:
         yield temporary
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            _move_no_clobber(temporary, path)
+    except FileExistsError:
+        raise MriganxError(path, "appeared while it was being written (another process, or two inputs with one "
+                                 "output name); nothing was replaced") from None
     except OSError as exc:
         raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _move_no_clobber(temporary: Path, path: Path) -> None:
+    try:
+        os.link(temporary, path)  # atomic, and fails if the name exists
+    except FileExistsError:
+        raise
+    except OSError:
+        # File systems without hard links (FAT, some network mounts): check, then rename.
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(temporary, path)
+
+
+def to_uint8(image: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Map ``[low, high]`` linearly onto 0..255 (rounded, clipped): the one way mriganx makes 8-bit pixels.
+
+    >>> to_uint8(np.array([-1.0, 0.0, 1.0, 3.0])).tolist()
+    [0, 128, 255, 255]
+    """
+    scaled = (np.asarray(image, dtype=np.float64) - low) / max(high - low, 1e-12)
+    return np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def _write_nifti(image: nib.Nifti1Image, path: Path, overwrite: bool, protect: tuple[Path, ...], description: str) -> Path:
+    image.header["cal_min"] = 0.0
+    image.header["cal_max"] = 0.0
+    image.header["descrip"] = description[:79].encode()
+    with atomic_output(path, overwrite, protect) as temporary:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nib.save(image, temporary)
+    return path
+
+
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, overwrite: bool = False,
+               description: str = "mriganx") -> Path:
+    """Write ``array`` as NIfTI with ``affine`` in both qform and sform, code 1 (scanner), units mm; its dtype is
+    kept (float32 images, uint8 labels). For an image read from a file, use :func:`save_like` instead."""
+    image = nib.Nifti1Image(np.asarray(array), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    return _write_nifti(image, Path(path), overwrite, (), description)
 
 
 def save_like(
@@ -283,22 +430,18 @@ def save_like(
         out = nib.Nifti1Image(data, like.affine)
         out.set_qform(like.affine, code=1)
         out.set_sform(like.affine, code=1)
-    out.header["cal_min"] = 0.0
-    out.header["cal_max"] = 0.0
-    out.header["descrip"] = description[:79].encode()
+        out.header.set_xyzt_units("mm")
     # nibabel stores float32 data unscaled, scl_slope 1 and scl_inter 0 in the file (its in-memory header shows NaN).
-    with atomic_output(path, overwrite, protect=(like.source,)) as temporary:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nib.save(out, temporary)
-    return path
+    return _write_nifti(out, path, overwrite, (like.source,), description)
 
 
 def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
-    """Write a 2D array (already in 0..255) as an 8-bit grayscale PNG, atomically."""
-    pixels = np.clip(np.rint(np.squeeze(array)), 0, 255).astype(np.uint8)
+    """Write a 2D array of 8-bit values (see :func:`to_uint8`) as a grayscale PNG, atomically."""
+    pixels = np.squeeze(np.asarray(array))
     if pixels.ndim != 2:
         raise ValueError(f"a PNG holds one 2D slice, got shape {array.shape}")
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"a PNG slice needs uint8 pixels (use to_uint8), got {pixels.dtype}")
     with atomic_output(path, overwrite, protect) as temporary:
         PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG")
     return Path(path)

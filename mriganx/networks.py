@@ -6,6 +6,7 @@
 - :func:`patch_discriminator`: MONAI's ``PatchDiscriminator`` as the 70x70 PatchGAN with instance norm.
 - :func:`build_generator` / :func:`build_critic`: both from a :class:`~mriganx.config.ModelConfig`, with one input
   channel per slice of the (2.5D) stack.
+- :func:`masked`: the background rule every generator output goes through, in training and inference alike.
 
 >>> import torch
 >>> g = ResnetGenerator(ngf=8, n_blocks=2)
@@ -24,6 +25,11 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from mriganx.config import GeneratorKind, ModelConfig
+
+
+def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Background (-1) wherever the input had no signal: air is dark in every contrast."""
+    return torch.where(mask, images, -1.0)
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None = "RELU") -> Convolution:

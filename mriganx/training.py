@@ -8,7 +8,7 @@ Run directory layout::
     RUN_DIR/config.yaml            the effective config
     RUN_DIR/model.pt               what inference needs (loads with torch.load(..., weights_only=True))
     RUN_DIR/checkpoints/last.pt    resumable state, written atomically
-    RUN_DIR/evolution.png          fixed slices: input | untrained | after each k epochs
+    RUN_DIR/evolution (PNG)        fixed slices: input | untrained | after each k epochs
     RUN_DIR/tensorboard/           scalars and image grids
 
 >>> from mriganx.config import load_config
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -36,43 +35,20 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
-from mriganx.config import Config, Precision
-from mriganx.data import SliceSet, UnpairedSampler, centre, load_slices
+from mriganx.config import Config, Direction
+from mriganx.data import SliceSet, UnpairedSampler, load_slices
+from mriganx.devices import autocast_dtype, pick_device
 from mriganx.distributed import barrier, join, leave
 from mriganx.errors import MriganxError
 from mriganx.figures import grid, save_figure
+from mriganx.io import ImageKind, atomic_output, output_path, to_uint8
 from mriganx.memory import retain_freed_memory
-from mriganx.networks import build_critic, build_generator, init_weights
+from mriganx.modelfile import ModelFile
+from mriganx.networks import build_critic, build_generator, init_weights, masked
+from mriganx.slices import centre
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = "mriganx-model"
-MODEL_FORMAT_VERSION = 1
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MriganxError(None, "--device cuda: no CUDA device is available")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting on a device; ``None`` means plain fp32."""
-    if precision is Precision.FP32 or (precision is Precision.AUTO and device.type != "cuda"):
-        return None
-    if precision is Precision.FP16 or (precision is Precision.AUTO and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Background (-1) wherever the input had no signal: air is dark in every contrast."""
-    return torch.where(mask, images, -1.0)
+CHECKPOINT_FORMAT = "mriganx-checkpoint"
 
 
 class ImagePool:
@@ -260,15 +236,8 @@ class CycleGAN:
         return {name: float(value.detach()) for name, value in losses.items()}
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a reader never sees a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part-{os.getpid()}")
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def strip_path(run_dir: Path) -> Path:
+    return output_path(run_dir, "evolution", ImageKind.PNG)
 
 
 @dataclass
@@ -279,6 +248,11 @@ class TrainResult:
     seconds: float
     losses: dict[str, float]
     interrupted: bool = False
+
+    @property
+    def strip(self) -> Path:
+        """The evolution strip: fixed slices before training and after each stretch of it."""
+        return strip_path(self.run_dir)
 
 
 class Trainer:
@@ -317,7 +291,15 @@ class Trainer:
         self.sampler = UnpairedSampler(self.t1, self.t2, config.data, seed=train.seed + 1000 * self.world.rank)
         # An epoch is one pass over the larger folder by all ranks together.
         self.steps_per_epoch = math.ceil(max(len(self.t1), len(self.t2)) / (train.batch_size * self.world.size))
-        self.total_steps = (train.epochs + train.epochs_decay) * self.steps_per_epoch
+        if train.steps:  # a length in steps: the same run whatever the data size or the machine's speed
+            self.constant_steps = train.steps // 2
+            self.decay_steps = train.steps - self.constant_steps
+            self.strip_interval = max(1, math.ceil(train.steps / 10))
+        else:
+            self.constant_steps = train.epochs * self.steps_per_epoch
+            self.decay_steps = train.epochs_decay * self.steps_per_epoch
+            self.strip_interval = self.steps_per_epoch * train.strip_every_epochs
+        self.total_steps = self.constant_steps + self.decay_steps
         self.stop_step = min(self.total_steps, train.max_steps) if train.max_steps else self.total_steps
         self.step = 0
         self.strip_columns: list[tuple[str, torch.Tensor]] = []
@@ -353,12 +335,12 @@ class Trainer:
     def _strip_column(self, title: str) -> None:
         out = self._translate_fixed()
         column = torch.cat([out["fake_t2"], out["fake_t1"]])[:, 0].cpu()
-        self.strip_columns.append((title, ((column + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)))
+        self.strip_columns.append((title, torch.from_numpy(to_uint8(column.numpy()))))
         self._write_strip()
 
     def _write_strip(self) -> None:
         inputs = centre(torch.cat([self.fixed["t1"], self.fixed["t2"]]))[:, 0].cpu()
-        columns = [("input", ((inputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))]
+        columns = [("input", torch.from_numpy(to_uint8(inputs.numpy())))]
         kept = self.strip_columns
         if len(kept) > 10:  # keep the picture readable: the untrained column, then nine spread over training
             picks = np.unique(np.linspace(1, len(kept) - 1, 9).round().astype(int))
@@ -368,7 +350,7 @@ class Trainer:
         rows = [[col[1][r].numpy() for col in columns] for r in range(n_rows)]
         n_t1 = self.fixed["t1"].shape[0]
         titles = ["T1->T2"] * n_t1 + ["T2->T1"] * (n_rows - n_t1)
-        save_figure(grid(rows, [c[0] for c in columns], titles), self.run_dir / "evolution.png")
+        save_figure(grid(rows, [c[0] for c in columns], titles), self.strip_path)
 
     def _log_images(self, writer: Any) -> None:
         out = self._translate_fixed()
@@ -381,14 +363,19 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     @property
+    def strip_path(self) -> Path:
+        return strip_path(self.run_dir)
+
+    @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": "mriganx-checkpoint",
+            "format": CHECKPOINT_FORMAT,
             "mriganx_version": mriganx.__version__,
             "config": self.config.to_dict(),
+            "data_fingerprint": {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
             "step": self.step,
             "networks": {name: net.state_dict() for name, net in self.gan.networks.items()},
             "ema": {name: avg.state_dict() for name, avg in self.gan.ema.items()},
@@ -403,7 +390,8 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        save_atomic(self.state_dict(), self.checkpoint_path)
+        with atomic_output(self.checkpoint_path, overwrite=True) as temporary:
+            torch.save(self.state_dict(), temporary)
 
     def load_checkpoint(self) -> None:
         path = self.checkpoint_path
@@ -413,10 +401,16 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure here means the file is not a usable checkpoint
             raise MriganxError(path, f"cannot load checkpoint ({exc.__class__.__name__}); it is corrupt or not ours") from None
-        if not isinstance(state, dict) or state.get("format") != "mriganx-checkpoint":
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise MriganxError(path, "not a mriganx training checkpoint")
         if state["config"]["model"] != self.config.to_dict()["model"]:
             raise MriganxError(path, "checkpoint was trained with another network config; use the run's config.yaml")
+        recorded = state.get("data_fingerprint", {})
+        current = {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint}
+        if recorded and recorded != current:
+            swapped = recorded == {"t1": current["t2"], "t2": current["t1"]}
+            what = "the T1w and T2w folders are swapped" if swapped else "the training images are not the ones it started on"
+            raise MriganxError(path, f"cannot resume: {what}; resume with the run's own --t1-dir and --t2-dir")
         self.step = int(state["step"])
         for name, net in self.gan.networks.items():
             net.load_state_dict(state["networks"][name])
@@ -434,37 +428,28 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.strip_columns = [(title, column) for title, column in state["strip"]]
 
-    def model_payload(self) -> dict[str, Any]:
-        """Everything inference needs, as plain tensors and values (so ``weights_only=True`` loading works)."""
+    def model_file(self) -> ModelFile:
+        """What inference needs (:mod:`mriganx.modelfile`): the generators (their weight averages with EMA), the
+        configs, each contrast's intensity range and histogram, and which data made it."""
         generators = self.gan.inference_generators()
-        return {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
-            "mriganx_version": mriganx.__version__,
-            "model": self.config.to_dict()["model"],
-            "data": self.config.to_dict()["data"],
-            "frame": "SPL",
-            "intensity": {"t1": self.t1.typical_range.to_list(), "t2": self.t2.typical_range.to_list()},
-            "generators": {
-                "t1-to-t2": {k: v.cpu() for k, v in generators["g_t1_t2"].state_dict().items()},
-                "t2-to-t1": {k: v.cpu() for k, v in generators["g_t2_t1"].state_dict().items()},
-            },
-            "data_fingerprint": {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
-            "histograms": {"t1": self.t1.histogram(), "t2": self.t2.histogram()},
-            "steps": self.step,
-        }
+        return ModelFile(
+            model=self.config.model,
+            data=self.config.data,
+            intensity={"t1": self.t1.typical_range, "t2": self.t2.typical_range},
+            generators={Direction.T1_TO_T2: generators["g_t1_t2"].state_dict(),
+                        Direction.T2_TO_T1: generators["g_t2_t1"].state_dict()},
+            histograms={"t1": self.t1.histogram(), "t2": self.t2.histogram()},
+            fingerprints={"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
+            steps=self.step,
+        )
 
     def export_model(self) -> Path:
-        """Write RUN_DIR/model.pt (see :meth:`model_payload`)."""
-        path = self.run_dir / "model.pt"
-        save_atomic(self.model_payload(), path)
-        return path
+        """Write RUN_DIR/model.pt (see :meth:`model_file`)."""
+        return self.model_file().save(self.run_dir / "model.pt")
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def _set_lr(self) -> float:
-        train = self.config.train
-        constant = train.epochs * self.steps_per_epoch
-        lr = train.lr * lr_factor(self.step, constant, train.epochs_decay * self.steps_per_epoch)
+        lr = self.config.train.lr * lr_factor(self.step, self.constant_steps, self.decay_steps)
         for optimiser in (self.gan.opt_g, self.gan.opt_d):
             for group in optimiser.param_groups:
                 group["lr"] = lr
@@ -522,7 +507,7 @@ class Trainer:
         if main:
             self.save_checkpoint()
             if not interrupted:
-                if self.step % self.steps_per_epoch != 0:
+                if self.step % self.strip_interval != 0:
                     self._strip_column(f"step {self.step}")
                 self._log_images(writer)
             model_path = self.export_model()
@@ -543,8 +528,8 @@ class Trainer:
                             cyc=f"{losses['g/cycle_t1'] + losses['g/cycle_t2']:.3f}", epoch=epoch)
         if self.step % train.image_every == 0:
             self._log_images(writer)
-        if self.step % self.steps_per_epoch == 0 and epoch % train.strip_every_epochs == 0:
-            self._strip_column(f"epoch {epoch}")
+        if self.step % self.strip_interval == 0:
+            self._strip_column(f"step {self.step}" if train.steps else f"epoch {epoch}")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -22,17 +22,18 @@ import numpy as np
 import torch
 
 from mriganx.config import Direction, IntensityScale, load_config, override
-from mriganx.data import frame_slices
 from mriganx.evaluation import evaluate, spearman
-from mriganx.figures import grid, save_figure, to_uint8
+from mriganx.figures import grid, save_figure
+from mriganx.frame import MNI_SHAPE
 from mriganx.inference import Translator
-from mriganx.io import load_image
+from mriganx.io import load_image, to_uint8
+from mriganx.slices import network_view
 from mriganx.synthetic import write_subjects
 from mriganx.training import Trainer
 
 
 def make_data(out: Path, train_subjects: int, held_out: int, spacing: float, seed: int) -> tuple[Path, Path, list[dict[str, Path]]]:
-    shape = tuple(round(n / spacing) for n in (181, 217, 181))
+    shape = tuple(round(n / spacing) for n in MNI_SHAPE)
     written = write_subjects(out / "phantoms", train_subjects + held_out, seed, shape=shape, spacing=spacing)
     t1_dir, t2_dir = out / "train" / "T1w", out / "train" / "T2w"
     for folder in (t1_dir, t2_dir):
@@ -57,9 +58,8 @@ def train_for_steps(config_name: str, context: int, steps: int, t1_dir: Path, t2
 def confidence_parts(translator: Translator, subject: dict[str, Path], direction: Direction) -> dict[str, float]:
     """Spearman of |error| with each part of the confidence map alone and with their sum (head voxels)."""
     source, target = load_image(subject[direction.source]), load_image(subject[direction.target])
-    x, m, _ = frame_slices(source, translator.data_config)
-    truth, _, _ = frame_slices(target, translator.data_config)
-    x, m, truth = torch.from_numpy(x)[:, None], torch.from_numpy(m)[:, None], torch.from_numpy(truth)[:, None]
+    view, truth = network_view(source, translator.data_config), network_view(target, translator.data_config).slices
+    x, m, truth = torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None], torch.from_numpy(truth)[:, None]
     out = translator.translate_slices(x, m, direction)
     spread, cycle = (part[m].numpy() for part in translator.doubt_parts(x, m, out, direction))
     error = ((out - truth).abs() / 2)[m].numpy()
@@ -116,10 +116,10 @@ def main() -> None:
             print(context, direction.value, json.dumps(per_subject), flush=True)
         results[f"context_slices={context}"] = entry
         image = load_image(held[0]["t1"])
-        x, m, _ = frame_slices(image, translator.data_config)
-        out = translator.translate_slices(torch.from_numpy(x)[:, None], torch.from_numpy(m)[:, None], Direction.T1_TO_T2)
+        view = network_view(image, translator.data_config)
+        out = translator.translate_slices(torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None], Direction.T1_TO_T2)
         shown["2D" if context == 0 else f"2.5D k={context}"] = out[:, 0].numpy()
-    truth, _, _ = frame_slices(load_image(held[0]["t2"]), translator.data_config)
+    truth = network_view(load_image(held[0]["t2"]), translator.data_config).slices
     reformats({"true T2w": truth, **shown}, args.out / "reformats.png")
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

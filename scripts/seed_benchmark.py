@@ -75,7 +75,7 @@ def main() -> None:
     clock = {"train": 0.0, "last": time.perf_counter(), "next_eval": args.eval_minutes * 60}
 
     def evaluate(step: int) -> None:
-        translator = Translator(trainer.model_payload(), "cpu")
+        translator = Translator(trainer.model_file(), "cpu")
         result = {"minutes": round(clock["train"] / 60, 2), "step": step, **score(translator, pairs)}
         curve.append(result)
         print(json.dumps(result), flush=True)

@@ -1,36 +1,16 @@
-"""Shared fixtures: small synthetic phantoms written to disk, a trained smoke model, and the shared real data."""
+"""Shared fixtures: small synthetic phantoms written to disk and a trained smoke model (helpers: tests/helpers.py)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
-import nibabel as nib
 import pytest
 import torch
 
+from tests.helpers import SMALL_SHAPE, SMALL_SPACING
+
 torch.set_num_threads(int(os.environ.get("MRIGANX_TEST_THREADS", "2")))
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SEED_SET = SHARED_DATA / "seed-t1t2"
-DICOM_SERIES = SHARED_DATA / "dicom-t1-series"
-
-# A small grid that still holds a whole head: 4 mm voxels.
-SMALL_SHAPE = (44, 52, 40)
-SMALL_SPACING = 4.0
-
-
-def needs_shared(path: Path) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not path.exists(), reason=f"shared real data not found at {path} (it sits beside the checkout)")
-
-
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, qform_code: int = 1, sform_code: int = 1) -> Path:
-    image = nib.Nifti1Image(array.astype(np.float32), affine)
-    image.set_qform(affine if qform_code else None, code=qform_code)
-    image.set_sform(affine if sform_code else None, code=sform_code)
-    nib.save(image, path)
-    return path
 
 
 @pytest.fixture(scope="session")

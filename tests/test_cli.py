@@ -9,7 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from mriganx.cli import app
-from tests.conftest import SMALL_SHAPE
+from tests.helpers import SMALL_SHAPE
 
 runner = CliRunner()
 

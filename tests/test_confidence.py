@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mriganx.cli import app
 from mriganx.config import Direction
-from mriganx.data import frame_slices
+from mriganx.slices import network_view
 from mriganx.evaluation import (
     average_ranks,
     confidence_ranking,
@@ -34,8 +34,8 @@ class Ramp(torch.nn.Module):
 
 
 def held_slices(translator: Translator, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    slices, masks, _ = frame_slices(load_image(path), translator.data_config)
-    return torch.from_numpy(slices)[:, None], torch.from_numpy(masks)[:, None]
+    view = network_view(load_image(path), translator.data_config)
+    return torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None]
 
 
 def test_a_consistent_model_gets_full_confidence(smoke_model: Path, phantom_dirs: dict[str, Path]) -> None:

@@ -11,9 +11,11 @@ import torch
 
 from mriganx.config import Direction, load_config, override
 from mriganx.convert import convert
-from mriganx.data import centre, frame_slices, load_slices, with_context
+from mriganx.data import load_slices
 from mriganx.inference import Translator
 from mriganx.io import load_image
+from mriganx.modelfile import ModelFile
+from mriganx.slices import centre, network_view, with_context
 from mriganx.training import train
 
 
@@ -46,9 +48,9 @@ def test_slice_set_keeps_volume_neighbours(phantom_dirs: dict[str, Path]) -> Non
 
 
 def test_model_translates_stacks_and_records_the_context(context_model: Path) -> None:
-    payload = torch.load(context_model, weights_only=True)
-    assert payload["model"]["context_slices"] == 2
-    first = payload["generators"]["t1-to-t2"]["model.0.conv.weight"]
+    model = ModelFile.load(context_model)
+    assert model.model.context_slices == 2
+    first = model.generators[Direction.T1_TO_T2]["model.0.conv.weight"]
     assert first.shape[1] == 5  # five slices in
     translator = Translator.load(context_model, "cpu")
     assert translator.model_config.channels == 5
@@ -61,16 +63,16 @@ def test_each_slice_is_the_mean_of_its_own_predictions(smoke_model: Path, contex
     # belongs to which slice (at the volume's ends above all) would blend neighbours into the result.
     translator = Translator.load(context_model if k else smoke_model, "cpu")
     translator.generators[Direction.T1_TO_T2] = torch.nn.Identity()
-    slices, masks, _ = frame_slices(load_image(phantom_dirs["held_t1"]), translator.data_config)
-    x, m = torch.from_numpy(slices)[:, None], torch.from_numpy(masks)[:, None]
+    view = network_view(load_image(phantom_dirs["held_t1"]), translator.data_config)
+    x, m = torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None]
     out = translator.translate_slices(x, m, Direction.T1_TO_T2, batch_size=3)
     assert torch.allclose(out, torch.where(m, x, torch.tensor(-1.0)), atol=1e-6)
 
 
 def test_context_fast_path_matches_plain_path(context_model: Path, phantom_dirs: dict[str, Path]) -> None:
     translator = Translator.load(context_model, "cpu")
-    slices, masks, _ = frame_slices(load_image(phantom_dirs["held_t1"]), translator.data_config)
-    x, m = torch.from_numpy(slices)[:, None], torch.from_numpy(masks)[:, None]
+    view = network_view(load_image(phantom_dirs["held_t1"]), translator.data_config)
+    x, m = torch.from_numpy(view.slices)[:, None], torch.from_numpy(view.masks)[:, None]
     plain = translator.translate_slices(x, m, Direction.T1_TO_T2, batch_size=1, skip_empty=False)
     fast = translator.translate_slices(x, m, Direction.T1_TO_T2, batch_size=16, skip_empty=True)
     assert torch.allclose(plain, fast, atol=1e-5)

@@ -15,7 +15,7 @@ from mriganx.config import Direction
 from mriganx.convert import convert
 from mriganx.io import load_image
 from mriganx.synthetic import make_phantom
-from tests.conftest import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
+from tests.helpers import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
 
 
 def oblique(affine: np.ndarray, degrees: float = 15.0) -> np.ndarray:
@@ -44,7 +44,7 @@ def phantom_file(folder: Path, storage: str, codes: tuple[int, int]) -> Path:
 @pytest.mark.parametrize("storage", list(STORAGE))
 def test_output_is_on_the_input_grid(smoke_model: Path, tmp_path: Path, storage: str, codes: tuple[int, int]) -> None:
     source = phantom_file(tmp_path, storage, codes)
-    report = convert([source], smoke_model, Direction.T1_TO_T2, progress=False, device="cpu")
+    report = convert([source], smoke_model, direction=Direction.T1_TO_T2, progress=False, device="cpu")
     assert not report.failed
     out = report.written[0]
     assert out.name == source.name.replace(".nii.gz", "_t2.nii.gz")
@@ -112,7 +112,7 @@ def test_png_input_gives_png_and_nifti(smoke_model: Path, tmp_path: Path) -> Non
 
     subject = write_subjects(tmp_path / "s", 1, seed=2, shape=SMALL_SHAPE, spacing=SMALL_SPACING, png=True)[0]
     png = sorted(Path(subject["png_t2"]).glob("*.png"))[0]
-    report = convert([png], smoke_model, Direction.T2_TO_T1, output=tmp_path / "o", progress=False, device="cpu")
+    report = convert([png], smoke_model, direction=Direction.T2_TO_T1, output=tmp_path / "o", progress=False, device="cpu")
     names = sorted(p.name for p in report.written)
     assert names == [png.name.replace(".png", "_t1.nii.gz"), png.name.replace(".png", "_t1.png")]
     assert load_image(report.written[1]).array.shape == load_image(png).array.shape

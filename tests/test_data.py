@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from mriganx.config import DataConfig
-from mriganx.data import UnpairedSampler, find_images, load_slices
+from mriganx.data import UnpairedSampler, load_slices
+from mriganx.io import find_images
 from mriganx.errors import MriganxError
-from tests.conftest import SEED_SET, needs_shared
+from tests.helpers import SEED_SET, needs_shared
 
 
 def test_volumes_become_head_slices_in_the_frame(phantom_dirs: dict[str, Path]) -> None:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mriganx.cli import app
 from mriganx.synthetic import make_phantom
-from tests.conftest import SMALL_SHAPE, SMALL_SPACING, write_nifti
+from tests.helpers import SMALL_SHAPE, SMALL_SPACING, write_nifti
 
 runner = CliRunner()
 

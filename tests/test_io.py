@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 
 from mriganx.errors import MriganxError
 from mriganx.io import ImageKind, load_image, save_like
-from tests.conftest import DICOM_SERIES, SEED_SET, needs_shared, write_nifti
+from tests.helpers import DICOM_SERIES, SEED_SET, needs_shared, write_nifti
 
 AFFINE = np.array([[-1.0, 0, 0, 90], [0, -1.2, 0, 100], [0, 0, 2.0, -70], [0, 0, 0, 1]])
 

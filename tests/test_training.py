@@ -11,7 +11,8 @@ from mriganx.config import Direction, load_config, override
 from mriganx.inference import Translator
 from mriganx.intensity import fit_range, normalise
 from mriganx.io import load_image
-from mriganx.training import MODEL_FORMAT, Trainer, train
+from mriganx.modelfile import FORMAT, ModelFile
+from mriganx.training import Trainer, train
 
 
 def smoke(steps: int, **extra: object):
@@ -31,7 +32,7 @@ def test_smoke_training_writes_a_complete_run(phantom_dirs: dict[str, Path], tmp
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "evolution.png").stat().st_size > 0
     payload = torch.load(run / "model.pt", weights_only=True)  # must not need pickled code
-    assert payload["format"] == MODEL_FORMAT
+    assert payload["format"] == FORMAT
     assert set(payload["generators"]) == {"t1-to-t2", "t2-to-t1"}
     assert payload["intensity"]["t1"][1] > payload["intensity"]["t1"][0]
     assert payload["data_fingerprint"]["t1"] != payload["data_fingerprint"]["t2"]
@@ -69,8 +70,8 @@ def test_a_run_refuses_to_clobber_an_existing_run(phantom_dirs: dict[str, Path],
         raise AssertionError("a second run into the same folder must be refused")
 
 
-def _paired_l1(model: dict | Path, t1_path: Path, t2_path: Path) -> float:
-    translator = Translator(model, "cpu") if isinstance(model, dict) else Translator.load(model, "cpu")
+def _paired_l1(model: ModelFile | Path, t1_path: Path, t2_path: Path) -> float:
+    translator = Translator(model, "cpu") if isinstance(model, ModelFile) else Translator.load(model, "cpu")
     t1, t2 = load_image(t1_path), load_image(t2_path)
     out = translator.translate(t1, Direction.T1_TO_T2)
     # Both sides on the true T2w's own [-1, 1] scale, inside the head.
@@ -85,7 +86,7 @@ def test_bounded_training_learns_the_contrast(phantom_dirs: dict[str, Path], tmp
         "train.device": "cpu", "train.checkpoint_every": 1000, "train.image_every": 1000,
     })
     trainer = Trainer(config, phantom_dirs["t1"], phantom_dirs["t2"], tmp_path / "run", progress=False)
-    untrained = _paired_l1(trainer.model_payload(), phantom_dirs["held_t1"], phantom_dirs["held_t2"])
+    untrained = _paired_l1(trainer.model_file(), phantom_dirs["held_t1"], phantom_dirs["held_t2"])
     result = trainer.run()
     trained = _paired_l1(result.model_path, phantom_dirs["held_t1"], phantom_dirs["held_t2"])
     print(f"held-out paired L1 in the head: untrained {untrained:.3f} -> trained {trained:.3f}")
@@ -94,7 +95,7 @@ def test_bounded_training_learns_the_contrast(phantom_dirs: dict[str, Path], tmp
 
 def test_precision_settings_pick_the_autocast_dtype() -> None:
     from mriganx.config import Precision
-    from mriganx.training import autocast_dtype
+    from mriganx.devices import autocast_dtype
 
     cpu = torch.device("cpu")
     assert autocast_dtype(Precision.AUTO, cpu) is None  # fp32 unless asked: not every CPU has bf16 instructions

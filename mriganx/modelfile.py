@@ -1,0 +1,192 @@
+"""The model file (``model.pt``): its fields, its version, how it is written and how it is checked.
+
+Training writes one (:meth:`ModelFile.save`), inference reads one (:meth:`ModelFile.load`); neither knows the other.
+
+Contract
+--------
+The file is ``torch.save`` of a plain dict (tensors, numbers, strings, lists, dicts), so it loads with
+``torch.load(path, weights_only=True)``: a file that would need pickled code to load is refused, never run.
+
+=====================  ================================================================================================
+key                    value
+=====================  ================================================================================================
+``format``             ``"mriganx-model"`` (a training checkpoint says ``"mriganx-checkpoint"`` and is refused here)
+``format_version``     ``2``; version 1 (mriganx 0.1, before provenance) still loads, newer versions are refused
+``frame``              ``"SPL"``: the slice frame the networks were trained in (:data:`mriganx.frame.FRAME_AXCODES`)
+``model``, ``data``    the :class:`~mriganx.config.ModelConfig` and :class:`~mriganx.config.DataConfig` as dicts; checked
+                       against the config limits before any network is built
+``intensity``          ``{"t1": [low, high], "t2": [low, high]}``: each contrast's typical training range; a
+                       translation into that contrast is written in it (:mod:`mriganx.intensity`)
+``generators``         ``{"t1-to-t2": state_dict, "t2-to-t1": state_dict}`` (the weight averages when EMA was on)
+``histograms``         per contrast, counts of normalised head intensities in 64 bins over [-1, 1]
+``data_fingerprint``   per contrast, a hash of the training images (which data made this model)
+``steps``              training steps taken
+``mriganx_version``    the version that wrote the file
+``provenance``         version 2: free-form plain values for the model card: training data and licences, command,
+                       commit, wall time, validation numbers, intended use; ``weights_sha256`` when recorded
+=====================  ================================================================================================
+
+Every check fails with a one-line :class:`~mriganx.errors.MriganxError` naming the file: not a file, not loadable
+weights-only, not a model, a newer format, another frame, a missing key, a config outside its limits, intensity
+ranges or weights that are not finite, a ``weights_sha256`` that does not match the weights.
+
+>>> import tempfile, pathlib
+>>> from mriganx.config import load_config
+>>> from mriganx.networks import build_generator
+>>> cfg = load_config("smoke")
+>>> weights = {d: build_generator(cfg.model).state_dict() for d in Direction}
+>>> model = ModelFile(cfg.model, cfg.data, {"t1": IntensityRange(0, 900), "t2": IntensityRange(0, 1000)}, weights)
+>>> path = model.save(pathlib.Path(tempfile.mkdtemp()) / "model.pt")
+>>> again = ModelFile.load(path)
+>>> again.intensity["t2"].high, again.format_version, again.weights_sha256() == model.weights_sha256()
+(1000.0, 2, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mriganx
+from mriganx.config import Config, DataConfig, Direction, ModelConfig
+from mriganx.errors import MriganxError
+from mriganx.frame import FRAME_AXCODES
+from mriganx.intensity import IntensityRange
+from mriganx.io import atomic_output
+
+FORMAT = "mriganx-model"
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+FRAME = "".join(FRAME_AXCODES)
+_REQUIRED = ("model", "data", "intensity", "generators")
+
+
+@dataclass
+class ModelFile:
+    """Everything inference needs from a trained model (see the module docstring for the file layout)."""
+
+    model: ModelConfig
+    data: DataConfig
+    intensity: dict[str, IntensityRange]
+    generators: dict[Direction, dict[str, torch.Tensor]]
+    histograms: dict[str, list[float]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    steps: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    mriganx_version: str = mriganx.__version__
+    format_version: int = VERSION
+
+    def weights_sha256(self) -> str:
+        """A digest of both generators' weights (names, shapes and float32 values, in a fixed order)."""
+        digest = hashlib.sha256()
+        for direction in Direction:
+            for name, tensor in sorted(self.generators[direction].items()):
+                digest.update(f"{direction.value}/{name}/{tuple(tensor.shape)}".encode())
+                digest.update(tensor.detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = Config(model=self.model, data=self.data).to_dict()
+        return {
+            "format": FORMAT,
+            "format_version": VERSION,
+            "mriganx_version": self.mriganx_version,
+            "frame": FRAME,
+            "model": plain["model"],
+            "data": plain["data"],
+            "intensity": {name: rng.to_list() for name, rng in self.intensity.items()},
+            "generators": {d.value: {k: v.detach().cpu() for k, v in self.generators[d].items()} for d in Direction},
+            "histograms": self.histograms,
+            "data_fingerprint": self.fingerprints,
+            "steps": self.steps,
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the file atomically (a reader never sees half a model)."""
+        path = Path(path)
+        with atomic_output(path, overwrite=overwrite) as temporary:
+            torch.save(self.to_dict(), temporary)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelFile:
+        """Read and check a model file, weights only (see the module docstring for what is checked)."""
+        path = Path(path)
+        if not path.is_file():
+            raise MriganxError(path, "model file does not exist")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is not a model we can trust
+            text = str(exc)
+            pickled = "weights_only" in text or "Unsupported global" in text
+            reason = "it holds pickled code or objects, refused" if pickled else f"{exc.__class__.__name__}, truncated or not a model"
+            raise MriganxError(path, f"not a loadable mriganx model ({reason})") from None
+        return cls.from_dict(payload, path)
+
+    @classmethod
+    def from_dict(cls, payload: Any, source: str | Path = "model") -> ModelFile:
+        """Check a loaded payload and build the model file from it."""
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise MriganxError(source, "not a mriganx model file (use RUN_DIR/model.pt, not a checkpoint)")
+        version = payload.get("format_version")
+        if version not in READABLE_VERSIONS:
+            newer = isinstance(version, int) and version > VERSION
+            hint = "upgrade mriganx" if newer else "retrain it with this mriganx"
+            raise MriganxError(source, f"model format version {version!r} is not one this mriganx reads ({VERSION}); {hint}")
+        if payload.get("frame", FRAME) != FRAME:
+            raise MriganxError(source, f"model was trained in slice frame {payload.get('frame')!r}, not {FRAME}; retrain it")
+        missing = [key for key in _REQUIRED if key not in payload]
+        if missing:
+            raise MriganxError(source, f"model file lacks {', '.join(missing)}; it is damaged or not written by mriganx")
+        try:
+            config = Config.from_dict({"model": payload["model"], "data": payload["data"]}, source)
+        except (TypeError, AttributeError) as exc:
+            raise MriganxError(source, f"model settings are malformed ({exc})") from None
+        model = cls(
+            model=config.model,
+            data=config.data,
+            intensity=_ranges(payload["intensity"], source),
+            generators=_generators(payload["generators"], source),
+            histograms=dict(payload.get("histograms") or {}),
+            fingerprints=dict(payload.get("data_fingerprint") or {}),
+            steps=int(payload.get("steps", 0)),
+            provenance=dict(payload.get("provenance") or {}),
+            mriganx_version=str(payload.get("mriganx_version", "unknown")),
+            format_version=int(version),
+        )
+        recorded = model.provenance.get("weights_sha256")
+        if recorded and recorded != model.weights_sha256():
+            raise MriganxError(source, "weights do not match the sha256 the file records; the file is damaged")
+        return model
+
+
+def _ranges(values: Any, source: str | Path) -> dict[str, IntensityRange]:
+    ranges = {}
+    for name in ("t1", "t2"):
+        pair = values.get(name) if isinstance(values, dict) else None
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair):
+            raise MriganxError(source, f"intensity range for {name} is missing or malformed")
+        low, high = float(pair[0]), float(pair[1])
+        if not (math.isfinite(low) and math.isfinite(high) and high > low):
+            raise MriganxError(source, f"intensity range for {name} is not finite and increasing ({low}, {high})")
+        ranges[name] = IntensityRange(low, high)
+    return ranges
+
+
+def _generators(values: Any, source: str | Path) -> dict[Direction, dict[str, torch.Tensor]]:
+    generators = {}
+    for direction in Direction:
+        weights = values.get(direction.value) if isinstance(values, dict) else None
+        if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+            raise MriganxError(source, f"the {direction.value} generator's weights are missing or malformed")
+        for name, tensor in weights.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise MriganxError(source, f"the {direction.value} generator's {name} holds NaN or Inf; the model is broken")
+        generators[direction] = weights
+    return generators

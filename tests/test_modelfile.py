@@ -1,0 +1,110 @@
+"""The model file: a round trip keeps everything, and every kind of damage is refused in one line naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mriganx.config import Direction, load_config
+from mriganx.errors import MriganxError
+from mriganx.intensity import IntensityRange
+from mriganx.modelfile import FORMAT, VERSION, ModelFile
+from mriganx.networks import build_generator
+
+
+@pytest.fixture()
+def model() -> ModelFile:
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    return ModelFile(
+        model=cfg.model,
+        data=cfg.data,
+        intensity={"t1": IntensityRange(0.0, 812.5), "t2": IntensityRange(3.0, 1000.0)},
+        generators={d: build_generator(cfg.model).state_dict() for d in Direction},
+        histograms={"t1": [1.0, 2.0], "t2": [3.0, 4.0]},
+        fingerprints={"t1": "aaaa", "t2": "bbbb"},
+        steps=42,
+        provenance={"training_data": ["phantoms"], "commit": "abc123"},
+    )
+
+
+def test_round_trip_keeps_every_field(model: ModelFile, tmp_path: Path) -> None:
+    again = ModelFile.load(model.save(tmp_path / "model.pt"))
+    assert again.model == model.model and again.data == model.data
+    assert again.intensity == model.intensity and again.histograms == model.histograms
+    assert again.fingerprints == model.fingerprints and again.steps == 42 and again.format_version == VERSION
+    assert again.provenance == model.provenance
+    assert again.weights_sha256() == model.weights_sha256()
+    for direction in Direction:
+        for name, tensor in model.generators[direction].items():
+            assert torch.equal(again.generators[direction][name], tensor)
+
+
+def test_the_file_loads_weights_only_without_mriganx_classes(model: ModelFile, tmp_path: Path) -> None:
+    payload = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    assert payload["format"] == FORMAT and payload["frame"] == "SPL" and set(payload["generators"]) == {d.value for d in Direction}
+
+
+def test_a_version_1_file_still_loads(model: ModelFile, tmp_path: Path) -> None:
+    payload = model.to_dict()
+    payload["format_version"] = 1
+    del payload["provenance"]  # version 1 had no provenance
+    torch.save(payload, tmp_path / "v1.pt")
+    old = ModelFile.load(tmp_path / "v1.pt")
+    assert old.format_version == 1 and old.provenance == {} and old.weights_sha256() == model.weights_sha256()
+
+
+def _damaged(model: ModelFile, change: str) -> dict[str, Any]:
+    payload = model.to_dict()
+    if change == "wrong frame":
+        payload["frame"] = "RAS"
+    elif change == "newer version":
+        payload["format_version"] = VERSION + 1
+    elif change == "missing key":
+        del payload["intensity"]
+    elif change == "huge width":
+        payload["model"]["ngf"] = 10**7
+    elif change == "unknown generator":
+        payload["model"]["generator"] = "unet-9000"
+    elif change == "pad multiple 0":
+        payload["data"]["pad_multiple"] = 0
+    elif change == "NaN range":
+        payload["intensity"]["t2"] = [0.0, float("nan")]
+    elif change == "NaN weights":
+        name = next(iter(payload["generators"]["t1-to-t2"]))
+        payload["generators"]["t1-to-t2"][name] = torch.full_like(payload["generators"]["t1-to-t2"][name], float("nan"))
+    elif change == "edited weights":
+        payload["provenance"]["weights_sha256"] = model.weights_sha256()
+        name = next(iter(payload["generators"]["t2-to-t1"]))
+        payload["generators"]["t2-to-t1"][name] = payload["generators"]["t2-to-t1"][name] + 1
+    return payload
+
+
+@pytest.mark.parametrize("change,message", [
+    ("wrong frame", "slice frame"), ("newer version", "upgrade mriganx"), ("missing key", "lacks intensity"),
+    ("huge width", "ngf must be"), ("unknown generator", "unknown value"), ("pad multiple 0", "pad_multiple must be"),
+    ("NaN range", "not finite"), ("NaN weights", "NaN or Inf"), ("edited weights", "sha256"),
+])
+def test_damage_is_refused_in_one_line(model: ModelFile, tmp_path: Path, change: str, message: str) -> None:
+    path = tmp_path / "bad.pt"
+    torch.save(_damaged(model, change), path)
+    with pytest.raises(MriganxError, match=message) as caught:
+        ModelFile.load(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_a_truncated_file_is_refused(model: ModelFile, tmp_path: Path) -> None:
+    whole = model.save(tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(MriganxError, match="not a loadable mriganx model") as caught:
+        ModelFile.load(tmp_path / "cut.pt")
+    assert "\n" not in str(caught.value)
+
+
+def test_save_is_atomic_and_leaves_no_part_files(model: ModelFile, tmp_path: Path) -> None:
+    model.save(tmp_path / "model.pt")
+    model.save(tmp_path / "model.pt")  # a rerun of training replaces its model
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
