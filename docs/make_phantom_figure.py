@@ -1,6 +1,6 @@
 """Render docs/phantoms.png: three axial slices of the default phantom (seed 0), T1w beside T2w.
 
-Slices are shown in the reference PNG orientation (anterior at the top, the patient's right on the image's left),
+Slices are shown in the slice frame (mriganx.frame: anterior at the top, the patient's right on the image's left),
 each contrast scaled by its own 99.9th percentile inside the head. Run from anywhere:
 
     python docs/make_phantom_figure.py
@@ -16,14 +16,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # use this checkout's mriganx without installing it
 
-from mriganx.synthetic import axial_png_slices, make_phantom  # noqa: E402
+from mriganx.frame import to_slices  # noqa: E402
+from mriganx.io import to_uint8  # noqa: E402
+from mriganx.synthetic import make_phantom  # noqa: E402
 
 HEIGHTS = (0.42, 0.50, 0.58)  # fraction of the grid height, inferior -> superior
 GAP, HEADER, ZOOM = 6, 22, 2
 
 
 def _gray(image: np.ndarray, top: float) -> Image.Image:
-    tile = Image.fromarray(np.clip(np.rint(image * (255.0 / top)), 0, 255).astype(np.uint8))
+    tile = Image.fromarray(to_uint8(image, 0.0, top))
     return tile.resize((ZOOM * tile.width, ZOOM * tile.height), Image.Resampling.BICUBIC)
 
 
@@ -33,7 +35,7 @@ def main(out: Path = Path(__file__).resolve().parent / "phantoms.png") -> Path:
     columns = []
     for name, volume in (("T1w", ph.t1), ("T2w", ph.t2)):
         top = float(np.percentile(volume[inside], 99.9))
-        slices = axial_png_slices(volume, ph.affine)
+        slices = to_slices(volume, ph.affine)
         columns.append((name, [_gray(slices[round(h * (len(slices) - 1))], top) for h in HEIGHTS]))
 
     tile_w, tile_h = columns[0][1][0].size

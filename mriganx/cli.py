@@ -9,11 +9,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from mriganx.config import Direction, IntensityScale, Precision, changed_settings, load_config, override
+from mriganx.config import Config, Direction, IntensityScale, Precision, changed_settings, load_config, override
 from mriganx.errors import MriganxError
 from mriganx.frame import MNI_SHAPE
 
@@ -106,11 +107,11 @@ def train(
     t2_dir: Annotated[Path, typer.Option("--t2-dir", help="Folder of T2w images (unpaired).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, checkpoints, logs.")] = Path("runs/mriganx"),
     config: Annotated[str | None, typer.Option(help="Shipped config name (default, cpu, cpu-volume, smoke) or a YAML file [default: cpu].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.", min=0)] = None,
-    epochs_decay: Annotated[int | None, typer.Option(help="Epochs of linear decay.", min=0)] = None,
-    steps: Annotated[int | None, typer.Option(help="Run length in steps (half constant, half decay); replaces epochs.", min=1)] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Slices per batch and contrast.", min=1)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[int | None, typer.Option(help="Epochs of linear decay.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Run length in steps (half constant, half decay); replaces epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Slices per batch and contrast.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     context_slices: Annotated[int | None, typer.Option(help="2.5D: neighbours per side fed with each slice (0 = 2D).")] = None,
@@ -118,6 +119,7 @@ def train(
         help="auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16 (also fast on CPUs with AVX512-BF16 or AMX), fp16.",
     )] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    init: Annotated[str | None, typer.Option(help="Fine-tune: start the generators from 'default' (the shipped model) or a model.pt.")] = None,
 ) -> None:
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
     from mriganx.training import train as run_training
@@ -136,12 +138,14 @@ def train(
             if differ:
                 typer.echo(f"note: resuming with {out / 'config.yaml'}; --config {config}'s {', '.join(differ)} not applied "
                            "(pass them as options to change them)", err=True)
+    elif init is not None and config is None:
+        cfg = config_of(init)  # fine-tuning keeps the network (and preprocessing) of the model it starts from
     else:
         cfg = load_config(config or "cpu")
     cfg = override(cfg, {
         "train.epochs": epochs, "train.epochs_decay": epochs_decay, "train.steps": steps, "train.max_steps": max_steps,
         "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
-        "model.context_slices": context_slices, "train.precision": precision,
+        "model.context_slices": context_slices, "train.precision": precision, "train.init": init,
     })
     result = run_training(cfg, t1_dir, t2_dir, out, resume=resume)
     state = "interrupted; continue with --resume" if result.interrupted else "done"
@@ -153,31 +157,57 @@ def train(
         raise typer.Exit(130)
 
 
+def config_of(model: str) -> Config:
+    """The ``cpu`` config with the network and preprocessing of a model file (for fine-tuning it)."""
+    from mriganx.modelfile import ModelFile, resolve
+
+    trained = ModelFile.load(resolve(model))
+    base = load_config("cpu")
+    return Config(name=f"finetune-{base.name}", model=trained.model, data=trained.data, train=base.train)
+
+
+class DirectionChoice(str, Enum):
+    """``--direction``: ``auto`` decides from each image (mriganx.contrast), the others are fixed."""
+
+    AUTO = "auto"
+    T1_TO_T2 = Direction.T1_TO_T2.value
+    T2_TO_T1 = Direction.T2_TO_T1.value
+
+    @property
+    def direction(self) -> Direction | None:
+        return None if self is DirectionChoice.AUTO else Direction(self.value)
+
+
 @app.command()
 @friendly
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="NIfTI/PNG files, DICOM series folders or files, or folders of them.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model.pt.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (or file name, for one input).")] = None,
-    direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="A trained model.pt [default: the shipped model; see `mriganx models`].")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (or file name, for one input) [default: beside each input, as <name>_t2 or <name>_t1].")] = None,
+    direction: Annotated[DirectionChoice, typer.Option(help="auto: T1w or T2w is read from each image, which goes to the other contrast.")] = DirectionChoice.AUTO,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(help="Leave inputs whose output exists alone.")] = False,
     series: Annotated[str | None, typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).", min=1)] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
     confidence: Annotated[bool, typer.Option(help="Also write <output>_confidence on the same grid: where the translation is least trustworthy.")] = False,
 ) -> None:
     """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
     from mriganx.convert import convert as run_convert
+    from mriganx.modelfile import resolve
 
-    report = run_convert(inputs, model, direction=direction, output=output, device=device, batch_size=batch_size,
-                         overwrite=overwrite, skip_existing=skip_existing, series=series, workers=workers,
-                         confidence=confidence)
-    for path in report.written:
-        typer.echo(str(path))
-    for path in report.skipped:
-        typer.echo(f"skipped (exists): {path}", err=True)
+    path = resolve(model)
+    typer.echo(f"model: {'shipped default ' if model in (None, 'default') else ''}{path}", err=True)
+    report = run_convert(inputs, path, direction=direction.direction, output=output, device=device,
+                         batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, series=series,
+                         workers=workers, confidence=confidence)
+    for scan in report.converted:
+        typer.echo(f"{scan.source.name}: {scan.note}", err=True)
+        for written in scan.written:
+            typer.echo(str(written))
+        if scan.skipped is not None:
+            typer.echo(f"skipped (exists): {scan.skipped}", err=True)
     for error in report.failed:
         typer.echo(f"error: {error}", err=True)
     if report.failed:
@@ -187,8 +217,8 @@ def convert(
 @app.command()
 @friendly
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model.pt.")],
     source: Annotated[Path, typer.Option(help="Image or folder to translate.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="A trained model.pt [default: the shipped model].")] = None,
     target: Annotated[Path | None, typer.Option(help="The true target-contrast image or folder (paired).")] = None,
     direction: Annotated[Direction, typer.Option(help="Translation direction.")] = Direction.T1_TO_T2,
     mask: Annotated[Path | None, typer.Option(help="Head mask on the target's grid (default: from the target).")] = None,
@@ -203,10 +233,12 @@ def evaluate(
     from mriganx.evaluation import evaluate as run_evaluate
     from mriganx.evaluation import evaluate_unpaired
 
+    from mriganx.modelfile import resolve
+
     if target is None:
-        typer.echo(json.dumps(evaluate_unpaired(model, source, direction), indent=1))
+        typer.echo(json.dumps(evaluate_unpaired(resolve(model), source, direction), indent=1))
         return
-    report = run_evaluate(model, source, target, direction, mask, out, intensity, confidence=confidence)
+    report = run_evaluate(resolve(model), source, target, direction, mask, out, intensity, confidence=confidence)
     summary = report.summary
     typer.echo(f"{summary['direction']}: {summary['slices']} slices, intensities scaled '{summary['intensity_scale']}', data range 1")
     for key, value in summary["mean"].items():
@@ -220,9 +252,21 @@ def evaluate(
 
 @app.command()
 @friendly
+def models(
+    model: Annotated[str | None, typer.Argument(help="A model.pt [default: the shipped model].")] = None,
+) -> None:
+    """Print a model's card: what it was trained on, how, how well it did on real scans it never saw, its limits."""
+    from mriganx.modelfile import ModelFile, resolve
+
+    path = resolve(model)
+    typer.echo(ModelFile.load(path).card(path))
+
+
+@app.command()
+@friendly
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path("mriganx-demo"),
-    steps: Annotated[int, typer.Option(help="Training steps (fixed, so that a busy machine changes the time, not the result).", min=1)] = 2000,
+    steps: Annotated[int, typer.Option(help="Training steps (fixed, so that a busy machine changes the time, not the result).")] = 2000,
     config: Annotated[str, typer.Option(help="Config to train.")] = "cpu-volume",
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in --out.")] = False,
 ) -> None:

@@ -122,6 +122,9 @@ class TrainConfig:
     num_threads: int | None = None
     precision: Precision = Precision.AUTO  # auto: bf16 autocast on CUDA where supported (else fp16), fp32 elsewhere
     channels_last: bool = False  # memory format for GPUs; slower on the CPUs we measured
+    # Start the generators from a trained model file ("default" = the shipped one) instead of random weights: fine-
+    # tuning. Its network settings must be this config's (the CLI adopts them when no --config is given).
+    init: str | None = None
 
 
 @dataclass

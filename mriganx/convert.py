@@ -23,10 +23,13 @@ import torch
 
 from mriganx.config import Direction
 from mriganx.errors import MriganxError
+from mriganx.contrast import detect_contrast
 from mriganx.inference import Translator
 from mriganx.io import (
-    ImageKind, find_images, image_stem, is_nifti_name, load_image, output_path, save_like, save_png, sibling, to_uint8,
+    Image, ImageKind, find_images, image_stem, is_nifti_name, load_image, output_path, require_exists, save_like,
+    save_png, sibling, to_uint8,
 )
+from mriganx.modelfile import resolve
 
 
 def output_name(path: Path, direction: Direction) -> str:
@@ -37,33 +40,66 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files and DICOM series folders stay; other folders give the images inside them."""
     expanded: list[Path] = []
     for path in inputs:
-        if not path.exists():
-            raise MriganxError(path, "does not exist")
+        require_exists(path)
         expanded.extend(find_images(path) if path.is_dir() else [path])
     return expanded
 
 
 @dataclass
-class ConvertReport:
+class Converted:
+    """One scan: what was written (nothing when skipped), in which direction, and one line saying why."""
+
+    source: Path
+    direction: Direction
+    note: str
     written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: Path | None = None
+
+
+@dataclass
+class ConvertReport:
+    converted: list[Converted] = field(default_factory=list)
     failed: list[MriganxError] = field(default_factory=list)
 
+    @property
+    def written(self) -> list[Path]:
+        return [path for scan in self.converted for path in scan.written]
 
-def plan_outputs(inputs: list[Path], direction: Direction, output: Path | None) -> list[tuple[Path, Path]]:
-    """Pair each input with its NIfTI output path. With one input, ``output`` may name the file itself."""
-    if output is not None and len(inputs) == 1 and is_nifti_name(output):
-        return [(inputs[0], output)]
-    plans = []
-    for path in inputs:
-        folder = output if output is not None else path.parent
-        plans.append((path, output_path(folder, output_name(path, direction))))
-    return plans
+    @property
+    def skipped(self) -> list[Path]:
+        return [scan.skipped for scan in self.converted if scan.skipped is not None]
 
 
-def convert_one(translator: Translator, source: Path, target: Path, direction: Direction, *, batch_size: int = 8,
-                overwrite: bool = False, series: str | None = None, confidence: bool = False) -> list[Path]:
+def target_path(source: Path, direction: Direction, output: Path | None, single: bool = False) -> Path:
+    """Where a translation of ``source`` goes: beside it, or inside the folder ``output``; for a single input
+    ``output`` may name the NIfTI file itself."""
+    if output is not None and single and is_nifti_name(output):
+        return output
+    return output_path(output if output is not None else source.parent, output_name(source, direction))
+
+
+def choose_direction(image: Image, direction: Direction | None) -> tuple[Direction, str]:
+    """The direction to translate ``image`` in, and one line saying how it was chosen: as asked, or from the image
+    itself (:func:`mriganx.contrast.detect_contrast`), refusing an image that is neither T1w nor T2w."""
+    if direction is not None:
+        return direction, f"{direction.value} (as asked)"
+    detection = detect_contrast(image)
+    if detection.contrast is None:
+        raise MriganxError(image.source, f"cannot tell whether this is T1w or T2w ({detection.reason}); "
+                                         "pass --direction t1-to-t2 or --direction t2-to-t1")
+    chosen = Direction.T1_TO_T2 if detection.contrast == "t1" else Direction.T2_TO_T1
+    return chosen, f"detected {detection.contrast.upper()}w ({detection.evidence}) -> {chosen.value}"
+
+
+def convert_one(translator: Translator, source: Path, *, direction: Direction | None = None, output: Path | None = None,
+                single: bool = False, batch_size: int = 8, overwrite: bool = False, skip_existing: bool = False,
+                series: str | None = None, confidence: bool = False) -> Converted:
+    """Translate one scan into files (see the module docstring); ``direction=None`` detects it from the image."""
     image = load_image(source, series if source.is_dir() else None)
+    direction, note = choose_direction(image, direction)
+    target = target_path(source, direction, output, single)
+    if skip_existing and target.exists():
+        return Converted(source, direction, note, skipped=target)
     png_target = sibling(target, "", ImageKind.PNG)
     confidence_target = sibling(target, "_confidence")
     planned = [target, *([png_target] if image.kind is ImageKind.PNG else []), *([confidence_target] if confidence else [])]
@@ -73,15 +109,35 @@ def convert_one(translator: Translator, source: Path, target: Path, direction: D
                 raise MriganxError(path, "exists; pass --overwrite to replace it")
     result = translator.translate(image, direction, batch_size, confidence=confidence)
     description = f"mriganx {direction.value} synthetic, not a measured image"
-    written = [save_like(result.array, image, target, overwrite=overwrite, description=description)]
-    if image.kind is ImageKind.PNG:
-        # 8 bits hold the translation's own range (the target contrast's training range), never a clipped part of it.
-        low, high = result.output_range.low, result.output_range.high
-        written.append(save_png(to_uint8(result.array[..., 0], low, high), png_target, overwrite=overwrite, protect=(source,)))
-    if result.confidence is not None:
-        written.append(save_like(result.confidence, image, confidence_target, overwrite=overwrite,
-                                 description=f"mriganx {direction.value} doubt: higher = less trustworthy"))
-    return written
+    written = []
+    try:
+        written.append(save_like(result.array, image, target, overwrite=overwrite, description=description))
+        if image.kind is ImageKind.PNG:
+            # 8 bits hold the translation's own range (the target contrast's training range), never a clipped part.
+            low, high = result.output_range.low, result.output_range.high
+            pixels = to_uint8(result.array[..., 0], low, high)
+            written.append(save_png(pixels, png_target, overwrite=overwrite, protect=(source,)))
+        if result.confidence is not None:
+            written.append(save_like(result.confidence, image, confidence_target, overwrite=overwrite,
+                                     description=f"mriganx {direction.value} doubt: higher = less trustworthy"))
+    except BaseException:
+        if not overwrite:  # a scan's outputs appear together or not at all
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
+    return Converted(source, direction, note, written)
+
+
+def _name_clashes(sources: list[Path], output: Path | None) -> dict[Path, Path | None]:
+    """Each source, with the first other source whose translation would get the same name (``a.nii`` and
+    ``a.nii.gz`` in one folder), or ``None``. Caught before any work, so neither silently replaces the other."""
+    first: dict[tuple[Path, str], Path] = {}
+    clashes: dict[Path, Path | None] = {}
+    for source in sources:
+        key = ((output or source.parent).resolve(), image_stem(source))
+        clashes[source] = first.get(key)
+        first.setdefault(key, source)
+    return clashes
 
 
 _WORKER: dict[str, Any] = {}
@@ -93,44 +149,52 @@ def _worker_start(model: Path, device: str, threads: int) -> None:
     _WORKER["translator"] = Translator.load(model, device)
 
 
-Job = tuple[Path, Path, Direction, dict[str, Any]]  # source, target, direction, convert_one's keyword options
+Job = tuple[Path, dict[str, Any]]  # a source and convert_one's keyword options
 
 
-def _attempt(translator: Translator, job: Job) -> list[Path] | MriganxError:
+def _attempt(translator: Translator, job: Job) -> Converted | MriganxError:
     """One scan; its error is returned, not raised, so the others go on."""
-    source, target, direction, options = job
+    source, options = job
     try:
-        return convert_one(translator, source, target, direction, **options)
+        return convert_one(translator, source, **options)
     except MriganxError as error:
         return error
 
 
-def _worker_convert(job: Job) -> list[Path] | MriganxError:
+def _worker_convert(job: Job) -> Converted | MriganxError:
     return _attempt(_WORKER["translator"], job)
 
 
 def convert(
-    inputs: list[Path], model: Path, *, direction: Direction = Direction.T1_TO_T2, output: Path | None = None,
-    device: str = "auto", batch_size: int = 8, overwrite: bool = False, skip_existing: bool = False,
-    progress: bool = True, series: str | None = None, workers: int = 1, confidence: bool = False,
+    inputs: list[Path], model: Path | str | None = None, *, direction: Direction | None = None,
+    output: Path | None = None, device: str = "auto", batch_size: int = 8, overwrite: bool = False,
+    skip_existing: bool = False, progress: bool = True, series: str | None = None, workers: int = 1,
+    confidence: bool = False,
 ) -> ConvertReport:
     """Translate every input; the Python face of ``mriganx convert``.
 
-    With ``workers > 1`` scans are spread over that many processes, each loading the model once and using an
-    equal share of the CPU threads; every scan is translated exactly as in a serial run.
+    ``model=None`` uses the shipped default model; ``direction=None`` detects each scan's contrast and translates
+    it into the other. With ``workers > 1`` scans are spread over that many processes, each loading the model once
+    and using an equal share of the CPU threads; every scan is translated exactly as in a serial run.
     """
     from tqdm import tqdm
 
+    for name, value in (("--batch-size", batch_size), ("--workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MriganxError(None, f"{name} must be a whole number of at least 1, got {value!r}")
+    model = resolve(model)
     translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
     sources = expand_inputs(inputs)
     report = ConvertReport()
+    options = {"direction": direction, "output": output, "single": len(sources) == 1, "batch_size": batch_size,
+               "overwrite": overwrite, "skip_existing": skip_existing, "series": series, "confidence": confidence}
     jobs: list[Job] = []
-    options = {"batch_size": batch_size, "overwrite": overwrite, "series": series, "confidence": confidence}
-    for source, target in plan_outputs(sources, direction, output):
-        if skip_existing and target.exists():
-            report.skipped.append(target)
+    for source, clash in _name_clashes(sources, output).items():
+        if clash is None:
+            jobs.append((source, options))
         else:
-            jobs.append((source, target, direction, options))
+            report.failed.append(MriganxError(source, f"has the same output name as {clash.name} in one folder; convert "
+                                                      "one of them with -o into another folder"))
     with tqdm(total=len(jobs), unit="scan", disable=not progress or len(jobs) < 2) as bar, ExitStack() as stack:
         if workers > 1 and len(jobs) > 1:
             threads = max(1, torch.get_num_threads() // workers)
@@ -138,11 +202,14 @@ def convert(
             pool = stack.enter_context(context.Pool(min(workers, len(jobs)), _worker_start, (model, device, threads)))
             results = pool.imap(_worker_convert, jobs)
         else:
+            if progress and len(jobs) == 1:  # one scan: show its slices going through the network instead
+                slices = stack.enter_context(tqdm(unit="slice", desc=jobs[0][0].name, leave=False))
+                translator.on_batch = slices.update
             results = (_attempt(translator, job) for job in jobs)
         for result in results:
             if isinstance(result, MriganxError):
                 report.failed.append(result)
             else:
-                report.written.extend(result)
+                report.converted.append(result)
             bar.update(1)
     return report

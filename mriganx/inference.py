@@ -16,6 +16,7 @@ and it cannot skip the empty slices at the top and bottom of a head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from mriganx.errors import MriganxError
 from mriganx.intensity import IntensityRange, denormalise, pad_masks, pad_slices
 from mriganx.io import Image
 from mriganx.memory import retain_freed_memory
-from mriganx.modelfile import ModelFile
+from mriganx.modelfile import ModelFile, resolve
 from mriganx.networks import build_generator, masked
 from mriganx.slices import network_view, with_context
 
@@ -57,6 +58,8 @@ class Translator:
         self.model_config, self.data_config = model.model, model.data
         self.ranges = model.intensity
         self.histograms = model.histograms
+        # Called after every batch of slices with how many went through the network (a progress bar's update).
+        self.on_batch: Callable[[int], object] | None = None
         self.generators: dict[Direction, torch.nn.Module] = {}
         for direction in Direction:
             net = build_generator(self.model_config)
@@ -67,9 +70,16 @@ class Translator:
             self.generators[direction] = net.to(self.device).eval()
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
-        """Load a model file (weights only, every check of :meth:`mriganx.modelfile.ModelFile.load`)."""
-        return cls(ModelFile.load(path), device, Path(path))
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto") -> Translator:
+        """Load a model file (weights only, every check of :meth:`mriganx.modelfile.ModelFile.load`); without a path,
+        the shipped default model (:func:`mriganx.modelfile.default_model`)."""
+        path = resolve(path)
+        return cls(ModelFile.load(path), device, path)
+
+    @property
+    def name(self) -> str:
+        """What to call this model in messages and provenance: the card's name, else the file name."""
+        return str(self.model.provenance.get("name") or (self.source.name if self.source else "model"))
 
     @torch.inference_mode()
     def translate_slices(self, slices: torch.Tensor, masks: torch.Tensor, direction: Direction, batch_size: int = 8,
@@ -105,6 +115,8 @@ class Translator:
             inside = (owner >= 0) & (owner < n)
             total.index_add_(0, owner[inside], out[inside])
             count.index_add_(0, owner[inside], torch.ones(int(inside.sum())))
+            if self.on_batch is not None:
+                self.on_batch(len(index))
         out = torch.where(count[:, None, None] > 0, total / count.clamp(min=1)[:, None, None], torch.tensor(-1.0))
         return padding.crop(out[:, None])
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 from PIL import Image as PILImage
 
@@ -136,9 +137,7 @@ def find_images(folder: str | Path) -> list[Path]:
     Files that are not images (notes, JSON side-cars) are skipped with a warning; hidden files (dot names, such as
     the part files of an interrupted write) are passed over in silence.
     """
-    folder = Path(folder)
-    if not folder.exists():
-        raise MriganxError(folder, "does not exist")
+    folder = require_exists(folder)
     if not folder.is_dir():
         raise MriganxError(folder, "is not a folder")
     found: list[Path] = []
@@ -153,7 +152,10 @@ def find_images(folder: str | Path) -> list[Path]:
         elif kind is not None:
             found.append(entry)
         elif entry.is_dir():
-            found.extend(find_images(entry))
+            try:
+                found.extend(find_images(entry))
+            except MriganxError:  # a sub-folder without images (even one named like an image) is not an error
+                skipped.append(f"{entry.name}/")
         else:
             skipped.append(entry.name)
     if skipped:
@@ -163,11 +165,19 @@ def find_images(folder: str | Path) -> list[Path]:
     return found
 
 
-def load_image(path: str | Path, series: str | None = None) -> Image:
-    """Read a NIfTI file, a DICOM file or series folder, or an 8-bit PNG slice (see the module docstring)."""
+def require_exists(path: str | Path) -> Path:
+    """``path`` if it exists; else a one-line error that tells a missing file from a broken link or a link loop."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise MriganxError(path, "is a broken symbolic link or a link loop")
         raise MriganxError(path, "does not exist")
+    return path
+
+
+def load_image(path: str | Path, series: str | None = None) -> Image:
+    """Read a NIfTI file, a DICOM file or series folder, or an 8-bit PNG slice (see the module docstring)."""
+    path = require_exists(path)
     kind = image_kind(path)
     if kind is None:
         what = "folder holds no DICOM files" if path.is_dir() else "not a NIfTI, DICOM or PNG file"
@@ -191,12 +201,73 @@ def _check(image: Image) -> None:
         raise MriganxError(image.source, "the voxel axes are not orthogonal (sheared affine); resample it to an orthogonal grid first")
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextlib.contextmanager
+def _nibabel_messages(path: Path) -> Iterator[None]:
+    """Re-log nibabel's header complaints (its own logger prints them bare, e.g. "pixdim[1,2,3] should be non-zero")
+    and Python warnings from the read, each with the file they are about."""
+    nib_log = logging.getLogger("nibabel.global")
+    collect, saved = _Collect(), (nib_log.handlers[:], nib_log.propagate)
+    nib_log.handlers, nib_log.propagate = [collect], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        nib_log.handlers, nib_log.propagate = saved
+        for message in dict.fromkeys([*collect.messages, *(" ".join(str(w.message).split()) for w in caught)]):
+            log.warning("%s: %s", path, message)
+
+
+def _stored_bytes(path: Path) -> float:
+    """How many bytes of image data a file can hold: its size, or for gzip the uncompressed size its trailer records
+    (a brain image compresses more than tenfold, so the compressed size says little). The trailer holds the size
+    modulo 4 GiB; deflate compresses at most about 1032:1, so it is exact for files under 4 MB, and above that the
+    ratio itself is the bound."""
+    size = path.stat().st_size
+    if not path.name.lower().endswith(".gz"):
+        return float(size)
+    if size < 18 or size * 1032 >= 2**32:
+        return float(size * 1032)
+    with open(path, "rb") as handle:
+        handle.seek(-4, os.SEEK_END)
+        return float(int.from_bytes(handle.read(4), "little"))
+
+
+def _check_nifti_header(path: Path, img: nib.Nifti1Image) -> None:
+    """Refuse, before any voxel is read, what is not one real-valued image or what the file cannot hold."""
+    header = img.header
+    dtype = header.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "V":
+        raise MriganxError(path, f"voxels are colour or compound ({dtype}); an MR magnitude image has one value per voxel")
+    if dtype.kind == "c":
+        raise MriganxError(path, "voxels are complex-valued; take the magnitude (e.g. fslcomplex -realabs) first")
+    shape = header.get_data_shape()
+    needed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize + int(header.get_data_offset())
+    available = _stored_bytes(path)
+    if needed > available:
+        raise MriganxError(path, f"header declares {'x'.join(map(str, shape))} voxels ({needed / 1e6:.1f} MB) but the "
+                                 f"file holds {available / 1e6:.1f} MB; it is truncated or its header is wrong")
+
+
 def _load_nifti(path: Path) -> Image:
     # nibabel rather than MONAI's NibabelReader: we need the header object itself (qform/sform codes, units) to write
     # the output on the input's grid, and NibabelReader flattens it into a dict.
     try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
+        with _nibabel_messages(path):
+            img = nib.load(path)
+            if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+                _check_nifti_header(path, img)
+                img.affine  # noqa: B018 - nibabel checks pixdim here, and its messages should name this file
+            data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise MriganxError(path, f"cannot read NIfTI data, the file is corrupt or truncated ({exc})") from None
     except (nib.filebasedimages.ImageFileError, ValueError) as exc:
@@ -268,10 +339,12 @@ def _load_dicom(path: Path, series: str | None = None) -> Image:
             if series is not None and series not in found:
                 raise MriganxError(path, f"no series {series}; the folder holds: {', '.join(found)}")
             files = found[series or next(iter(found))]
+            check_series_geometry(path, [Path(f) for f in files])
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
             image = reader.Execute()
         else:
+            check_series_geometry(path, [path])
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
@@ -279,6 +352,59 @@ def _load_dicom(path: Path, series: str | None = None) -> Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise MriganxError(path, "colour DICOM images are not MR magnitude images")
     return sitk_to_image(image, path, ImageKind.DICOM)
+
+
+def check_series_geometry(where: Path, files: list[Path]) -> None:
+    """Refuse a DICOM series whose slices do not lie on one regular grid, before any pixel is read.
+
+    A volume written on a uniform grid from such slices would put some of them where they are not (dcm2niix splits
+    or warns in these cases): several orientations (a localizer mixed in), different matrices or pixel sizes,
+    missing positions or pixel sizes, two slices at one position, or uneven gaps (missing slices).
+    """
+    headers = []
+    for file in files:
+        try:
+            headers.append(pydicom.dcmread(file, stop_before_pixels=True))
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError) as exc:
+            raise MriganxError(file, f"cannot read DICOM, the file is corrupt or truncated ({exc})") from None
+    matrices = {(int(getattr(h, "Rows", 0)), int(getattr(h, "Columns", 0))) for h in headers}
+    if len(matrices) > 1:
+        sizes = " and ".join(f"{r}x{c}" for r, c in sorted(matrices))
+        raise MriganxError(where, f"slices have different matrix sizes ({sizes}); they are not one volume: split them")
+    spacings = []
+    for file, header in zip(files, headers):
+        value = getattr(header, "PixelSpacing", None)
+        if value is None or len(value) != 2 or min(float(v) for v in value) <= 0:
+            raise MriganxError(file, f"PixelSpacing is {'missing' if value is None else list(value)}; the pixel size is unknown")
+        spacings.append([float(v) for v in value])
+    if np.ptp(np.array(spacings), axis=0).max() > 1e-4:
+        raise MriganxError(where, "slices have different pixel sizes (PixelSpacing); they are not one volume: split them")
+    if len(headers) == 1:
+        return
+    orientations = []
+    positions = []
+    for file, header in zip(files, headers):
+        iop, ipp = getattr(header, "ImageOrientationPatient", None), getattr(header, "ImagePositionPatient", None)
+        if iop is None or len(iop) != 6 or ipp is None or len(ipp) != 3:
+            missing = "ImageOrientationPatient" if iop is None or len(iop) != 6 else "ImagePositionPatient"
+            raise MriganxError(file, f"has no {missing}; where this slice lies is unknown")
+        orientations.append([float(v) for v in iop])
+        positions.append([float(v) for v in ipp])
+    orientations_array = np.array(orientations)
+    if np.ptp(orientations_array, axis=0).max() > 1e-4:
+        count = len({tuple(np.round(o, 3)) for o in orientations})
+        raise MriganxError(where, f"slices have {count} different orientations (a localizer or another series mixed in?); "
+                                  "split them into one folder per orientation")
+    normal = np.cross(orientations_array[0, :3], orientations_array[0, 3:])
+    depth = np.sort(np.array(positions) @ normal)
+    gaps = np.diff(depth)
+    if gaps.min() < 1e-3:
+        raise MriganxError(where, "two slices lie at one position (duplicates, several echoes or time points?); "
+                                  "split them into one folder per volume")
+    usual = float(np.median(gaps))
+    if gaps.max() - gaps.min() > max(0.01 * usual, 1e-3):
+        raise MriganxError(where, f"slices are unevenly spaced (gaps from {gaps.min():.2f} to {gaps.max():.2f} mm, "
+                                  f"usually {usual:.2f}): missing slices? A regular grid would misplace them")
 
 
 def sitk_to_image(image: sitk.Image, source: Path, kind: ImageKind) -> Image:

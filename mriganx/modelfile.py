@@ -45,6 +45,7 @@ ranges or weights that are not finite, a ``weights_sha256`` that does not match 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,25 @@ VERSION = 2
 READABLE_VERSIONS = (1, 2)
 FRAME = "".join(FRAME_AXCODES)
 _REQUIRED = ("model", "data", "intensity", "generators")
+DEFAULT_MODEL = "default"
+
+
+def shipped_path(name: str = DEFAULT_MODEL) -> Path:
+    """Where a model file shipped inside the package lives (``mriganx/models/<name>.pt``, package data)."""
+    return Path(str(importlib.resources.files("mriganx.models") / f"{name}.pt"))
+
+
+def default_model(name: str = DEFAULT_MODEL) -> Path:
+    """The shipped model file's path; a one-line error if the installation lacks it."""
+    path = shipped_path(name)
+    if not path.is_file():
+        raise MriganxError(path, "the shipped default model is missing from this installation; reinstall mriganx or pass --model")
+    return path
+
+
+def resolve(model: str | Path | None) -> Path:
+    """A model named on the command line: ``None`` or ``"default"`` is the shipped default, anything else a path."""
+    return default_model() if model is None or str(model) == DEFAULT_MODEL else Path(model)
 
 
 @dataclass
@@ -89,6 +109,27 @@ class ModelFile:
                 digest.update(f"{direction.value}/{name}/{tuple(tensor.shape)}".encode())
                 digest.update(tensor.detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+    def card(self, path: str | Path = "") -> str:
+        """The model card: the text the file carries (``provenance["card"]``), then the facts it records."""
+        model, given = self.model, self.provenance
+        text = str(given.get("card") or f"# {given.get('name') or Path(path).name or 'model'} (no model card recorded)")
+        facts = [
+            f"- network: {model.generator.value} generator, ngf {model.ngf}, {model.n_blocks} residual blocks, "
+            f"{model.channels} input slice(s); in-plane resolution {self.data.in_plane_mm or 'as given'} mm",
+            f"- trained {self.steps} steps with mriganx {self.mriganx_version} (model file format {self.format_version})",
+            f"- output ranges: T1w {self.intensity['t1'].to_list()}, T2w {self.intensity['t2'].to_list()}",
+            f"- weights sha256: {self.weights_sha256()}",
+        ]
+        for key in ("licence", "command", "commit", "train_seconds", "threads", "machine", "torch_version"):
+            if given.get(key) not in (None, ""):
+                facts.append(f"- {key.replace('_', ' ')}: {given[key]}")
+        for name, scores in (given.get("validation") or {}).items():
+            if isinstance(scores, dict) and "model" in scores:
+                ssim = scores["model"]["brain"]["ssim_mask"]
+                lookup = scores.get("lookup_cheat", {}).get("brain", {}).get("ssim_mask")
+                facts.append(f"- validation {name}: SSIM in brain {ssim:.3f} (per-intensity lookup, cheating: {lookup:.3f})")
+        return f"{text.rstrip()}\n\n## Recorded in the model file\n\n" + "\n".join(facts)
 
     def to_dict(self) -> dict[str, Any]:
         plain = Config(model=self.model, data=self.data).to_dict()

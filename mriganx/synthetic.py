@@ -11,7 +11,13 @@ spin-echo signal equation ``S = PD * (1 - exp(-TR/T1)) * exp(-TE/T2)`` with Brai
 (see :data:`TISSUE_PARAMETERS`). Intensities are float32, scaled per contrast so that the brightest tissue's
 noise-free signal is 1000 (fat in T1w, CSF in T2w); air is exactly 0 unless ``noise`` is set.
 
-Everything is plain numpy; a 181x217x181 subject takes about a second, a (48, 56, 40) grid at 4 mm a few
+By default every subject is scanned the same way (:data:`T1W_SEQUENCE`, :data:`T2W_SEQUENCE`, no bias, no noise,
+full resolution, with scalp and skull). :func:`make_phantom` takes the acquisition as arguments (sequence timings,
+an inversion-recovery T1w, relaxation times that differ per subject, brain extraction, blur, thick slices), and
+:func:`varied_parameters` / :func:`draw_varied_phantom` draw them at random over the range real scans show: the
+training data of a model meant for real scans.
+
+Everything is plain numpy; a 181x217x181 subject takes one to two seconds, a (48, 56, 40) grid at 4 mm a few
 hundredths of one.
 
 >>> ph = make_phantom(seed=1, shape=(48, 56, 40), spacing=4.0)
@@ -24,16 +30,20 @@ True
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
-from mriganx.io import atomic_output, save_png
+from mriganx.frame import MNI_SHAPE, to_slices
+from mriganx.io import ImageKind, output_path, save_nifti, save_png, to_uint8
 
 __all__ = [
     "Tissue",
@@ -41,12 +51,15 @@ __all__ = [
     "TISSUE_PARAMETERS",
     "T1W_SEQUENCE",
     "T2W_SEQUENCE",
+    "BRAIN_TISSUES",
     "Phantom",
     "spin_echo",
+    "inversion_recovery",
     "mni_affine",
     "make_phantom",
-    "reorient",
-    "axial_png_slices",
+    "VARIED_RANGES",
+    "varied_parameters",
+    "draw_varied_phantom",
     "write_subjects",
 ]
 
@@ -62,6 +75,10 @@ class Tissue(IntEnum):
     WM = 5
     VENTRICLE = 6  # CSF of the lateral ventricles
     FAT = 7  # subcutaneous fat under the skin: the bright ring of a T1w image
+
+
+# What a brain-extracted ("skull-stripped") scan keeps: CSF, grey and white matter, ventricles.
+BRAIN_TISSUES = (Tissue.CSF, Tissue.GM, Tissue.WM, Tissue.VENTRICLE)
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,21 @@ def spin_echo(tissue: TissueParameters, tr: float, te: float) -> float:
     return float(tissue.pd * (1.0 - np.exp(-tr / tissue.t1)) * np.exp(-te / tissue.t2))
 
 
+def inversion_recovery(tissue: TissueParameters, tr: float, ti: float, te: float) -> float:
+    """Magnitude inversion-recovery signal ``PD * |1 - 2 exp(-TI/T1) + exp(-TR/T1)| * exp(-TE/T2)`` (times in ms).
+
+    The textbook model of an MPRAGE-like T1w: with TI near 900 ms CSF is close to its null point (dark), white
+    matter has recovered most (bright), so the T1w order WM > GM > CSF is stronger than in a spin echo.
+
+    >>> [round(inversion_recovery(TISSUE_PARAMETERS[t], 2000.0, 900.0, 3.0), 3) for t in (Tissue.WM, Tissue.CSF)]
+    [0.507, 0.05]
+    """
+    if tissue.pd == 0.0:
+        return 0.0
+    recovery = 1.0 - 2.0 * np.exp(-ti / tissue.t1) + np.exp(-tr / tissue.t1)
+    return float(tissue.pd * abs(recovery) * np.exp(-te / tissue.t2))
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
 class Phantom:
     """One synthetic subject: both contrasts and the labels on one grid.
@@ -128,6 +160,9 @@ class Phantom:
     t2: np.ndarray
     labels: np.ndarray
     affine: np.ndarray
+    # The acquisition actually simulated, JSON-ready: the make_phantom arguments that shape the images, and the
+    # tissue parameters after any per-subject jitter ({"CSF": {"t1": ..., "t2": ..., "pd": ...}, ...}).
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_triple(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
@@ -137,7 +172,7 @@ def _as_triple(value: float | Sequence[float], name: str) -> tuple[float, float,
     return tuple(float(v) for v in triple)  # type: ignore[return-value]
 
 
-def mni_affine(shape: Sequence[int] = (181, 217, 181), spacing: float | Sequence[float] = 1.0) -> np.ndarray:
+def mni_affine(shape: Sequence[int] = MNI_SHAPE, spacing: float | Sequence[float] = 1.0) -> np.ndarray:
     """RAS+ affine of a grid whose centre voxel sits at world (0, -18, 18) mm, the centre of the MNI152 grid.
 
     For the 181x217x181 grid at 1 mm it is the MNI152 (and BrainWeb) affine; other grids keep the same centre.
@@ -152,32 +187,6 @@ def mni_affine(shape: Sequence[int] = (181, 217, 181), spacing: float | Sequence
     affine = np.diag([*sizes, 1.0])
     affine[:3, 3] = np.array([0.0, -18.0, 18.0]) - sizes * half
     return affine
-
-
-def reorient(array: np.ndarray, affine: np.ndarray, axcodes: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Permute/flip ``array`` into ``axcodes`` order; the new affine keeps every voxel at its world position.
-
-    >>> a, aff = reorient(np.zeros((2, 3, 4)), np.eye(4), "LPS")
-    >>> a.shape, aff[:3, 3].tolist()
-    ((2, 3, 4), [1.0, 2.0, 0.0])
-    """
-    transform = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(axcodes)))
-    moved = np.ascontiguousarray(apply_orientation(array, transform))
-    return moved, affine @ inv_ornt_aff(transform, array.shape)
-
-
-def axial_png_slices(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """The volume as axial slices in the reference PNG orientation: ``(slice, row, column)``.
-
-    Slices run inferior -> superior; in each, rows run from anterior (top) to posterior and columns from the
-    patient's right to the patient's left (radiological view, looking up from the feet). In nibabel axis codes
-    that is ``("S", "P", "L")``. For a RAS array ``a`` this is ``out[k] == a[::-1, ::-1, k].T``.
-
-    >>> ras = np.zeros((3, 4, 2)); ras[2, 3, 0] = 1      # patient's right (+x), anterior (+y)
-    >>> np.argwhere(axial_png_slices(ras, np.eye(4))[0]).tolist()   # top row, left column
-    [[0, 0]]
-    """
-    return reorient(array, affine, ("S", "P", "L"))[0]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -450,8 +459,9 @@ def _labels_from(fractions: dict[Tissue, np.ndarray]) -> np.ndarray:
     return labels
 
 
-def _scaled_signals(sequence: tuple[float, float]) -> dict[Tissue, float]:
-    signals = {tissue: spin_echo(params, *sequence) for tissue, params in TISSUE_PARAMETERS.items()}
+def _scaled_signals(signal: Any, parameters: dict[Tissue, TissueParameters]) -> dict[Tissue, float]:
+    """Each tissue's signal (``signal(tissue_parameters)``), scaled so that the brightest tissue gets FULL_SCALE."""
+    signals = {tissue: signal(params) for tissue, params in parameters.items()}
     scale = FULL_SCALE / max(signals.values())
     return {tissue: s * scale for tissue, s in signals.items()}
 
@@ -463,30 +473,152 @@ def _smooth_unit_field(waves: _Waves, x: np.ndarray, y: np.ndarray, z: np.ndarra
     return field / np.float32(peak) if peak > 0 else field
 
 
+# Tissues whose T1, T2 and PD ``tissue_jitter`` moves (in this order of draws); the ventricles share CSF's values,
+# the deep nuclei GM's, and skull and air have no signal to move.
+_JITTERED = (Tissue.SCALP, Tissue.FAT, Tissue.CSF, Tissue.GM, Tissue.WM)
+# Share of the jitter that all tissues take together (for T1 and for T2): relaxation times change with field
+# strength mostly for every tissue alike, and independent +-15 % per tissue would often swap grey and white matter
+# on a spin-echo T1w, which real scans do not do.
+_JITTER_SHARED = 0.8
+
+
+def _jittered_parameters(rng: np.random.Generator, jitter: float) -> dict[Tissue, TissueParameters]:
+    """TISSUE_PARAMETERS with T1 and T2 times ``1 + c + e`` and PD times ``1 + e'``: ``c`` in ``+-0.8 jitter``
+    shared by all tissues (one for T1, one for T2), ``e``, ``e'`` in ``+-0.2 jitter`` per tissue."""
+    parameters = dict(TISSUE_PARAMETERS)
+    if not jitter:
+        return parameters
+    shared = rng.uniform(-_JITTER_SHARED * jitter, _JITTER_SHARED * jitter, 2)
+    own = rng.uniform(-(1 - _JITTER_SHARED) * jitter, (1 - _JITTER_SHARED) * jitter, (len(_JITTERED), 3))
+    for tissue, (e1, e2, e_pd) in zip(_JITTERED, own):
+        base = TISSUE_PARAMETERS[tissue]
+        parameters[tissue] = TissueParameters(
+            t1=base.t1 * float(1 + shared[0] + e1), t2=base.t2 * float(1 + shared[1] + e2), pd=base.pd * float(1 + e_pd)
+        )
+    parameters[Tissue.VENTRICLE] = parameters[Tissue.CSF]
+    return parameters
+
+
+def _gaussian_kernel(fwhm: float) -> np.ndarray:
+    """A sampled, normalised Gaussian of full width at half maximum ``fwhm`` voxels, out to 3 sigma."""
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    radius = max(1, math.ceil(3.0 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def _box_kernel(width: float) -> np.ndarray:
+    """A box (slab) of ``width`` voxels: each tap weighs how much of its voxel the slab covers, normalised."""
+    radius = max(0, math.ceil(width / 2.0 - 0.5))
+    centres = np.arange(-radius, radius + 1, dtype=float)
+    taps = np.clip(np.minimum(centres + 0.5, width / 2.0) - np.maximum(centres - 0.5, -width / 2.0), 0.0, None)
+    return taps / taps.sum()
+
+
+def _convolve_axis(volume: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """Convolve with a symmetric kernel along one axis; outside the grid counts as air (zero)."""
+    radius = len(kernel) // 2
+    source = np.moveaxis(volume, axis, 0)
+    out = source * np.float32(kernel[radius])
+    for shift in range(1, min(radius, source.shape[0] - 1) + 1):
+        weight = np.float32(kernel[radius + shift])
+        out[shift:] += weight * source[:-shift]
+        out[:-shift] += weight * source[shift:]
+    return np.moveaxis(out, 0, axis)
+
+
+def _blur(volume: np.ndarray, sizes: tuple[float, float, float], fwhm_mm: float, slice_mm: float) -> np.ndarray:
+    """Gaussian blur of FWHM ``fwhm_mm`` along all axes, then a slab of ``slice_mm`` along the third (RAS z:
+    axial slices) axis."""
+    for axis, size in enumerate(sizes):
+        if fwhm_mm > 0:
+            volume = _convolve_axis(volume, _gaussian_kernel(fwhm_mm / size), axis)
+    if slice_mm > sizes[2]:
+        volume = _convolve_axis(volume, _box_kernel(slice_mm / sizes[2]), 2)
+    return np.ascontiguousarray(volume, dtype=np.float32)
+
+
+def _sequence(value: Sequence[float], name: str) -> tuple[float, float]:
+    tr, te = (float(v) for v in value)
+    if not (tr > 0 and te >= 0):
+        raise ValueError(f"{name} needs (TR, TE) with TR > 0 and TE >= 0 ms, got {value!r}")
+    return tr, te
+
+
+def _stored_as(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.ndarray, np.ndarray]:
+    """The array and affine in the voxel order ``axcodes``, every voxel at its world position (nibabel's
+    ``as_reoriented``)."""
+    transform = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(axcodes)))
+    image = nib.Nifti1Image(array, affine).as_reoriented(transform)
+    return np.ascontiguousarray(np.asanyarray(image.dataobj)), image.affine
+
+
 def make_phantom(
     seed: int = 0,
-    shape: Sequence[int] = (181, 217, 181),
+    shape: Sequence[int] = MNI_SHAPE,
     spacing: float | Sequence[float] = 1.0,
     axcodes: str = "RAS",
     noise: float = 0.0,
     bias: float = 0.0,
+    *,
+    t1w_sequence: Sequence[float] = T1W_SEQUENCE,
+    t2w_sequence: Sequence[float] = T2W_SEQUENCE,
+    t1w_inversion: float | None = None,
+    tissue_jitter: float = 0.0,
+    skull_strip: bool = False,
+    blur_mm: float = 0.0,
+    slice_thickness_mm: float = 0.0,
 ) -> Phantom:
     """One synthetic subject on the grid ``shape`` (given in RAS order) with voxel size ``spacing`` mm.
 
     The head is centred on the grid (:func:`mni_affine`); ``seed`` fixes the anatomy (the same seed gives the same
-    head on any grid) and the noise. ``axcodes`` (e.g. ``"LPS"``, ``"PIR"``) reorders the arrays and the affine
-    so that every voxel keeps its world position. ``noise`` is the Rician noise sigma as a fraction of the
-    image's maximum (0: none, and air stays exactly 0). ``bias`` is the amplitude of a smooth multiplicative bias
-    field, ``1 + bias * b(x)`` with ``|b| <= 1``, drawn separately for each contrast.
+    head on any grid and with any acquisition below) and the noise. ``axcodes`` (e.g. ``"LPS"``, ``"PIR"``)
+    reorders the arrays and the affine so that every voxel keeps its world position. ``noise`` is the Rician noise
+    sigma as a fraction of the image's maximum (0: none, and air stays exactly 0). ``bias`` is the amplitude of a
+    smooth multiplicative bias field, ``1 + bias * b(x)`` with ``|b| <= 1``, drawn separately for each contrast.
 
     Within each tissue a smooth texture varies the signal by a few percent.
+
+    The acquisition (the defaults give every subject the same one):
+
+    - ``t1w_sequence``, ``t2w_sequence``: ``(TR, TE)`` in ms of the spin echoes (:func:`spin_echo`).
+    - ``t1w_inversion``: TI in ms: the T1w becomes an MPRAGE-like inversion recovery (:func:`inversion_recovery`)
+      with ``t1w_sequence``'s TR and TE.
+    - ``tissue_jitter``: relaxation times and proton densities differ per subject (as between 1.5 T and 3 T
+      scanners and between people): each tissue's T1 and T2 are multiplied by ``1 + c + e`` with ``c`` shared by
+      all tissues within ``+-0.8 * tissue_jitter`` and ``e`` per tissue within ``+-0.2 * tissue_jitter``, its PD by
+      ``1 + e'`` (``e'`` likewise), so no factor leaves ``1 +- tissue_jitter``. Drawn from the subject's generator
+      after the anatomy and the noise, so a seed keeps its head and its noise.
+    - ``skull_strip``: a brain-extracted scan: everything outside :data:`BRAIN_TISSUES` (scalp, fat, skull, and
+      the noise in air) is 0 in both images, and background in the labels.
+    - ``blur_mm``: a Gaussian blur of this full width at half maximum (mm) along every axis: lower resolution and
+      partial volume (``w`` mm looks roughly like ``w`` mm voxels).
+    - ``slice_thickness_mm``: thick axial slices: every voxel averages a slab this thick along the superior axis
+      (on the unchanged grid, as a thick-slice scan looks after resampling to thin slices).
+
+    Order: signal, bias, blur, noise, brain extraction. The labels stay the sharp ground truth (only
+    ``skull_strip`` changes them). :attr:`Phantom.parameters` records all of it, the jittered tissue values too.
 
     >>> ph = make_phantom(seed=3, shape=(48, 56, 40), spacing=4.0, axcodes="LPS")
     >>> "".join(nib.aff2axcodes(ph.affine)), float(ph.t1.min())
     ('LPS', 0.0)
+    >>> stripped = make_phantom(seed=3, shape=(48, 56, 40), spacing=4.0, skull_strip=True, t1w_inversion=900.0,
+    ...                         t1w_sequence=(2000.0, 3.0))
+    >>> sorted(Tissue(t).name for t in np.unique(stripped.labels))
+    ['BACKGROUND', 'CSF', 'GM', 'VENTRICLE', 'WM']
     """
     if noise < 0 or not 0 <= bias <= 1:
         raise ValueError(f"need noise >= 0 and 0 <= bias <= 1, got noise={noise}, bias={bias}")
+    if not 0 <= tissue_jitter < 0.5 or blur_mm < 0 or slice_thickness_mm < 0:
+        raise ValueError(
+            f"need 0 <= tissue_jitter < 0.5, blur_mm >= 0 and slice_thickness_mm >= 0, got {tissue_jitter}, "
+            f"{blur_mm}, {slice_thickness_mm}"
+        )
+    t1w_sequence, t2w_sequence = _sequence(t1w_sequence, "t1w_sequence"), _sequence(t2w_sequence, "t2w_sequence")
+    if t1w_inversion is not None:
+        t1w_inversion = float(t1w_inversion)
+        if not 0 < t1w_inversion < t1w_sequence[0]:
+            raise ValueError(f"t1w_inversion needs 0 < TI < TR = {t1w_sequence[0]} ms, got {t1w_inversion}")
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape needs 3 positive sizes, got {shape}")
@@ -494,6 +626,13 @@ def make_phantom(
     axcodes = axcodes.upper()
     rng = np.random.default_rng(seed)
     anat = _draw_anatomy(rng)
+    # The tissue jitter is drawn after everything the default acquisition draws (anatomy, then noise), so that it
+    # changes neither: the noise gets its own copy of the generator, and the generator skips the noise's draws.
+    noise_rng = copy.deepcopy(rng) if tissue_jitter else rng
+    if tissue_jitter and noise:
+        for _ in range(4):  # real and imaginary part of each contrast
+            rng.standard_normal(shape, dtype=np.float32)
+    tissues = _jittered_parameters(rng, tissue_jitter)
 
     # Only voxels near or inside the head need any work; the rest is air.
     axes = [((np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32) for n, s in zip(shape, sizes)]
@@ -508,9 +647,16 @@ def make_phantom(
     fractions, nuclei = _fractions(anat, x, y, z, voxel)
     texture = 1.0 + np.float32(0.04) * _smooth_unit_field(anat.texture, x, y, z)
 
+    tr1, te1 = t1w_sequence
+    if t1w_inversion is None:
+        t1w_signal = lambda params: spin_echo(params, tr1, te1)  # noqa: E731
+    else:
+        t1w_signal = lambda params: inversion_recovery(params, tr1, t1w_inversion, te1)  # noqa: E731
+    t2w_signal = lambda params: spin_echo(params, *t2w_sequence)  # noqa: E731
+
     images = []
-    for sequence, bias_waves in ((T1W_SEQUENCE, anat.bias_t1), (T2W_SEQUENCE, anat.bias_t2)):
-        values = _scaled_signals(sequence)
+    for signal_of, bias_waves in ((t1w_signal, anat.bias_t1), (t2w_signal, anat.bias_t2)):
+        values = _scaled_signals(signal_of, tissues)
         signal = np.zeros(x.shape, np.float32)
         for tissue, value in values.items():
             if value > 0 and tissue in fractions:
@@ -522,6 +668,8 @@ def make_phantom(
             signal *= 1.0 + np.float32(bias) * _smooth_unit_field(bias_waves, x, y, z)
         volume = np.zeros(shape, np.float32)
         volume[head] = signal
+        if blur_mm or slice_thickness_mm:
+            volume = _blur(volume, sizes, blur_mm, slice_thickness_mm)
         images.append(volume)
 
     labels = np.zeros(shape, np.uint8)
@@ -530,42 +678,161 @@ def make_phantom(
     if noise:
         for volume in images:
             sigma = np.float32(noise * volume.max())
-            real = volume + sigma * rng.standard_normal(shape, dtype=np.float32)
-            imaginary = sigma * rng.standard_normal(shape, dtype=np.float32)
+            real = volume + sigma * noise_rng.standard_normal(shape, dtype=np.float32)
+            imaginary = sigma * noise_rng.standard_normal(shape, dtype=np.float32)
             volume[...] = np.sqrt(real**2 + imaginary**2)
+
+    if skull_strip:
+        outside = ~np.isin(labels, BRAIN_TISSUES)
+        for volume in (*images, labels):
+            volume[outside] = 0
 
     affine = mni_affine(shape, sizes)
     t1, t2 = images
     if tuple(axcodes) != ("R", "A", "S"):
-        t1, new_affine = reorient(t1, affine, axcodes)
-        t2 = reorient(t2, affine, axcodes)[0]
-        labels = reorient(labels, affine, axcodes)[0]
+        t1, new_affine = _stored_as(t1, affine, axcodes)
+        t2 = _stored_as(t2, affine, axcodes)[0]
+        labels = _stored_as(labels, affine, axcodes)[0]
         affine = new_affine
-    return Phantom(t1=t1, t2=t2, labels=labels, affine=affine)
+    parameters = {
+        "seed": int(seed),
+        "shape": list(shape),
+        "spacing": list(sizes),
+        "axcodes": axcodes,
+        "noise": float(noise),
+        "bias": float(bias),
+        "t1w_sequence": list(t1w_sequence),
+        "t2w_sequence": list(t2w_sequence),
+        "t1w_inversion": t1w_inversion,
+        "tissue_jitter": float(tissue_jitter),
+        "skull_strip": bool(skull_strip),
+        "blur_mm": float(blur_mm),
+        "slice_thickness_mm": float(slice_thickness_mm),
+        "tissues": {
+            tissue.name: {"t1": p.t1, "t2": p.t2, "pd": p.pd} for tissue, p in tissues.items() if p.pd > 0
+        },
+    }
+    return Phantom(t1=t1, t2=t2, labels=labels, affine=affine, parameters=parameters)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Varied acquisitions: the training data of a model meant for real scans
+
+# What :func:`varied_parameters` draws from; each range is uniform. A fact of the default model's training data.
+VARIED_RANGES: dict[str, Any] = {
+    # The three probabilities are shares of a low-discrepancy sequence over the seed (see varied_parameters).
+    "t1w_inversion_probability": 0.5,  # MPRAGE-like inversion recovery, else a spin echo
+    "t1w_spin_echo_tr_ms": (350.0, 800.0),
+    "t1w_spin_echo_te_ms": (8.0, 20.0),
+    "t1w_inversion_tr_ms": (1800.0, 2300.0),
+    "t1w_inversion_ti_ms": (800.0, 1100.0),
+    "t1w_inversion_te_ms": (2.0, 5.0),
+    "t2w_tr_ms": (2500.0, 6000.0),
+    "t2w_te_ms": (70.0, 130.0),
+    "tissue_jitter": 0.15,  # fixed: the factors themselves are drawn per subject by make_phantom
+    "skull_strip_probability": 0.35,
+    "bias": (0.0, 0.3),
+    "noise": (0.0, 0.03),
+    "blur_mm": (0.0, 1.5),
+    "thick_slices_probability": 0.25,
+    "slice_thickness_mm": (3.0, 5.0),
+}
+
+
+# Steps of the yes/no choices' sequences over seed pairs (inversion recovery, brain extraction, thick slices): 1/phi,
+# sqrt(2) - 1, sqrt(3) - 1, irrational and independent over the rationals, so the choices are independent in the
+# long run and every run of consecutive pairs hits each share closely.
+_CHOICE_STEPS = ((math.sqrt(5.0) - 1.0) / 2.0, math.sqrt(2.0) - 1.0, math.sqrt(3.0) - 1.0)
+
+
+def varied_parameters(seed: int) -> dict[str, Any]:
+    """The acquisition of varied subject ``seed``: :func:`make_phantom` keyword arguments as a JSON-ready dict.
+
+    Over :data:`VARIED_RANGES`, each range uniform:
+
+    - T1w: in half of the subjects a spin echo, TR 350-800 ms, TE 8-20 ms; in the other half an MPRAGE-like
+      inversion recovery, TR 1800-2300 ms, TI 800-1100 ms, TE 2-5 ms.
+    - T2w: spin echo, TR 2500-6000 ms, TE 70-130 ms.
+    - Tissue parameters: ``tissue_jitter`` 0.15 (T1 and T2 within +-15 % of BrainWeb's 1.5 T values, mostly shared
+      by all tissues; PD within +-3 %; see :func:`make_phantom`). Field strength changes relaxation times by more
+      than that (T1 at 3 T is some 1.3-1.6 times that at 1.5 T), but only T1/TR, TI/T1 and TE/T2 matter, and the
+      TR, TI and TE ranges cover the rest.
+    - Brain extraction (``skull_strip``) in 35 % of the subjects.
+    - Bias field amplitude 0-0.3, Rician noise sigma 0-3 % of the image maximum.
+    - Blur 0-1.5 mm FWHM; in 25 % of the subjects thick axial slices of 3-5 mm (else none).
+
+    Seeds ``2k`` and ``2k + 1`` (two different heads) share everything that is not a contrast's own timing: brain
+    extraction, bias amplitude, noise, blur and slice thickness (and the inversion-or-not choice). An unpaired
+    training set with T1w from even and T2w from odd subjects thus shows both contrasts with the very same spread
+    of everything the translation must keep, and nothing to learn from it but the contrast. (Independent draws
+    give, for example, 7 of 12 brain-extracted T1w against 1 of 12 T2w, or twice the noise in one folder: enough
+    to teach a translator to remove or grow a skull, or to add noise.) The timings come from a stream of their own
+    per seed (``SeedSequence(seed, spawn_key=(1,))``), the shared values from one per pair
+    (``SeedSequence(k, spawn_key=(2,))``), both independent of the anatomy that ``seed`` gives, each value from its
+    own fixed draw. The three yes/no choices are not coin flips but a low-discrepancy sequence over the pairs (yes
+    where ``(0.5 + k * step) mod 1`` is below the share, one irrational step per choice), so any run of
+    consecutive seeds has close to the stated shares.
+
+    The same acquisition serves both contrasts of the subject (each contrast has its own bias field).
+
+    >>> p = varied_parameters(7)
+    >>> p == varied_parameters(7), sorted(p)[:4]
+    (True, ['bias', 'blur_mm', 'noise', 'skull_strip'])
+    >>> [sum(varied_parameters(s)["skull_strip"] for s in range(start, 24, 2)) for start in (0, 1)]
+    [4, 4]
+    """
+    r = VARIED_RANGES
+    pair = seed // 2
+    own = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).random(5)
+    shared = np.random.default_rng(np.random.SeedSequence(pair, spawn_key=(2,))).random(4)
+    inversion, stripped, thick = (
+        (0.5 + pair * step) % 1.0 < r[key]
+        for step, key in zip(
+            _CHOICE_STEPS, ("t1w_inversion_probability", "skull_strip_probability", "thick_slices_probability")
+        )
+    )
+
+    def span(key: str, draw: float) -> float:
+        low, high = r[key]
+        return float(low + (high - low) * draw)
+
+    kind = "inversion" if inversion else "spin_echo"
+    return {
+        "noise": span("noise", shared[0]),
+        "bias": span("bias", shared[1]),
+        "t1w_sequence": [span(f"t1w_{kind}_tr_ms", own[0]), span(f"t1w_{kind}_te_ms", own[1])],
+        "t2w_sequence": [span("t2w_tr_ms", own[3]), span("t2w_te_ms", own[4])],
+        "t1w_inversion": span("t1w_inversion_ti_ms", own[2]) if inversion else None,
+        "tissue_jitter": float(r["tissue_jitter"]),
+        "skull_strip": bool(stripped),
+        "blur_mm": span("blur_mm", shared[2]),
+        "slice_thickness_mm": span("slice_thickness_mm", shared[3]) if thick else 0.0,
+    }
+
+
+def draw_varied_phantom(
+    seed: int, shape: Sequence[int] = MNI_SHAPE, spacing: float | Sequence[float] = 1.0, axcodes: str = "RAS"
+) -> Phantom:
+    """Subject ``seed`` (the head of ``make_phantom(seed)``) scanned with :func:`varied_parameters` ``(seed)``.
+
+    :attr:`Phantom.parameters` holds the acquisition and the jittered tissue values, for provenance.
+
+    >>> ph = draw_varied_phantom(5, shape=(48, 56, 40), spacing=4.0)
+    >>> ph.parameters["t1w_sequence"] == varied_parameters(5)["t1w_sequence"]
+    True
+    """
+    return make_phantom(seed, shape, spacing, axcodes, **varied_parameters(seed))
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Files
 
 
-def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    image = nib.Nifti1Image(array, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    with atomic_output(path, overwrite=True) as temporary:
-        nib.save(image, temporary)
-
-
-def _to_uint8(image: np.ndarray, top: float) -> np.ndarray:
-    return np.clip(np.rint(image * (255.0 / max(top, 1e-6))), 0, 255).astype(np.uint8)
-
-
 def write_subjects(
     out_dir: str | Path,
     n_subjects: int = 3,
     seed: int = 0,
-    shape: Sequence[int] = (181, 217, 181),
+    shape: Sequence[int] = MNI_SHAPE,
     spacing: float | Sequence[float] = 1.0,
     axcodes: str = "RAS",
     noise: float = 0.0,
@@ -574,17 +841,18 @@ def write_subjects(
 ) -> list[dict[str, Path]]:
     """Write ``n_subjects`` phantoms as NIfTI (and optionally PNG slices); subject ``i`` uses ``seed + i``.
 
-    Files: ``out_dir/sub-XX_T1w.nii.gz``, ``sub-XX_T2w.nii.gz``, ``sub-XX_labels.nii.gz`` with ``XX`` = 01, 02, ...
-    (float32 intensities, uint8 labels; qform and sform both hold the affine with code 1). With ``png=True`` also
-    8-bit axial slices ``out_dir/png/T1/sub-XX_slice-NNN.png`` and ``out_dir/png/T2/...`` in the reference PNG
-    orientation (see :func:`axial_png_slices`; ``NNN`` counts slices inferior -> superior), each contrast scaled
-    so that its 99.9th percentile inside the head is 255, only for slices whose head area is at least 30% of the
-    largest. Returns per subject a dict with ``"t1"``, ``"t2"``, ``"labels"`` (and ``"png_t1"``, ``"png_t2"``).
+    Files (gzipped NIfTI, :func:`mriganx.io.output_path`): ``out_dir/sub-XX_T1w``, ``sub-XX_T2w``, ``sub-XX_labels``
+    with ``XX`` = 01, 02, ... (float32 intensities, uint8 labels; qform and sform both hold the affine with code 1;
+    existing files are replaced). With ``png=True`` also 8-bit PNG axial slices ``out_dir/png/T1/sub-XX_slice-NNN`` and
+    ``out_dir/png/T2/...`` in the slice frame (:func:`mriganx.frame.to_slices`: anterior at the top, the patient's
+    right on the image's left; ``NNN`` counts slices inferior -> superior), each contrast scaled so that its 99.9th
+    percentile inside the head is 255, only for slices whose head area is at least 30% of the largest. Returns per
+    subject a dict with ``"t1"``, ``"t2"``, ``"labels"`` (and ``"png_t1"``, ``"png_t2"``).
 
     >>> import tempfile
     >>> paths = write_subjects(tempfile.mkdtemp(), n_subjects=1, shape=(48, 56, 40), spacing=4.0, png=True)
-    >>> sorted(paths[0]), paths[0]["t1"].name
-    (['labels', 'png_t1', 'png_t2', 't1', 't2'], 'sub-01_T1w.nii.gz')
+    >>> sorted(paths[0]), paths[0]["t1"].name.startswith("sub-01_T1w")
+    (['labels', 'png_t1', 'png_t2', 't1', 't2'], True)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -592,25 +860,23 @@ def write_subjects(
     for i in range(n_subjects):
         name = f"sub-{i + 1:02d}"
         ph = make_phantom(seed + i, shape, spacing, axcodes, noise, bias)
-        paths = {
-            "t1": out_dir / f"{name}_T1w.nii.gz",
-            "t2": out_dir / f"{name}_T2w.nii.gz",
-            "labels": out_dir / f"{name}_labels.nii.gz",
-        }
-        _save_nifti(ph.t1, ph.affine, paths["t1"])
-        _save_nifti(ph.t2, ph.affine, paths["t2"])
-        _save_nifti(ph.labels, ph.affine, paths["labels"])
+        paths = {key: output_path(out_dir, f"{name}_{suffix}")
+                 for key, suffix in (("t1", "T1w"), ("t2", "T2w"), ("labels", "labels"))}
+        save_nifti(ph.t1, ph.affine, paths["t1"], overwrite=True)
+        save_nifti(ph.t2, ph.affine, paths["t2"], overwrite=True)
+        save_nifti(ph.labels, ph.affine, paths["labels"], overwrite=True)
         if png:
-            area = (axial_png_slices(ph.labels, ph.affine) > 0).sum(axis=(1, 2))
+            area = (to_slices(ph.labels, ph.affine) > 0).sum(axis=(1, 2))
             keep = np.flatnonzero(area >= 0.3 * area.max())
             inside = ph.labels > 0
             for key, volume, folder in (("png_t1", ph.t1, "T1"), ("png_t2", ph.t2, "T2")):
                 png_dir = out_dir / "png" / folder
                 png_dir.mkdir(parents=True, exist_ok=True)
                 top = float(np.percentile(volume[inside], 99.9)) if inside.any() else 1.0
-                slices = axial_png_slices(volume, ph.affine)
+                slices = to_slices(volume, ph.affine)
                 for k in keep:
-                    save_png(_to_uint8(slices[k], top), png_dir / f"{name}_slice-{k:03d}.png", overwrite=True)
+                    slice_path = output_path(png_dir, f"{name}_slice-{k:03d}", ImageKind.PNG)
+                    save_png(to_uint8(slices[k], 0.0, top), slice_path, overwrite=True)
                 paths[key] = png_dir
         written.append(paths)
     return written

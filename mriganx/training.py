@@ -35,7 +35,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
-from mriganx.config import Config, Direction
+from mriganx.config import Config, Direction, changed_settings
 from mriganx.data import SliceSet, UnpairedSampler, load_slices
 from mriganx.devices import autocast_dtype, pick_device
 from mriganx.distributed import barrier, join, leave
@@ -43,7 +43,7 @@ from mriganx.errors import MriganxError
 from mriganx.figures import grid, save_figure
 from mriganx.io import ImageKind, atomic_output, output_path, to_uint8
 from mriganx.memory import retain_freed_memory
-from mriganx.modelfile import ModelFile
+from mriganx.modelfile import ModelFile, resolve
 from mriganx.networks import build_critic, build_generator, init_weights, masked
 from mriganx.slices import centre
 
@@ -287,6 +287,8 @@ class Trainer:
         self.t2: SliceSet = load_slices(t2_dir, config.data, config.model.context_slices)
         torch.manual_seed(train.seed)  # the same initial weights on every rank
         self.gan = CycleGAN(config, self.device, distributed=self.world.distributed)
+        if train.init and not resume:
+            self._start_from(train.init)
         # Each rank draws its own samples; with one process this is the plain seed.
         self.sampler = UnpairedSampler(self.t1, self.t2, config.data, seed=train.seed + 1000 * self.world.rank)
         # An epoch is one pass over the larger folder by all ranks together.
@@ -304,6 +306,23 @@ class Trainer:
         self.step = 0
         self.strip_columns: list[tuple[str, torch.Tensor]] = []
         self.fixed = self._fixed_slices()
+
+    def _start_from(self, model: str) -> None:
+        """Fine-tuning: both generators (and their weight averages) start from a trained model's; the critics and
+        optimisers start fresh, since the model file holds only what inference needs."""
+        path = resolve(model)
+        init = ModelFile.load(path)
+        if init.model != self.config.model:
+            differ = changed_settings(Config(model=init.model), Config(model=self.config.model))
+            network = [name for name in differ if name.startswith("model.")]
+            raise MriganxError(path, f"--init model has other network settings ({', '.join(network)}); train it with "
+                                     "its own (mriganx train adopts them when --config is not given)")
+        weights = {"g_t1_t2": init.generators[Direction.T1_TO_T2], "g_t2_t1": init.generators[Direction.T2_TO_T1]}
+        for name, state in weights.items():
+            getattr(self.gan.generators, name).load_state_dict(state)
+            if name in self.gan.ema:
+                self.gan.ema[name].module.load_state_dict(state)
+        log.info("generators start from %s (%d steps)", path, init.steps)
 
     # -- fixed slices for the image grids and the evolution strip --------------------------------------------------
     def _fixed_slices(self) -> dict[str, torch.Tensor]:

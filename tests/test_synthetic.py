@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -12,18 +14,26 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mriganx.synthetic import (
+    BRAIN_TISSUES,
+    T1W_SEQUENCE,
+    T2W_SEQUENCE,
     TISSUE_PARAMETERS,
+    VARIED_RANGES,
     Phantom,
     Tissue,
-    axial_png_slices,
+    draw_varied_phantom,
+    inversion_recovery,
     make_phantom,
     mni_affine,
-    reorient,
     spin_echo,
+    varied_parameters,
     write_subjects,
 )
 
 SMALL = {"shape": (48, 56, 40), "spacing": 4.0}
+# A grid that still holds the whole head at 10 mm: fast enough for property tests.
+TINY = {"shape": (20, 24, 18), "spacing": 10.0}
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_default_training_set.py"
 
 
 @pytest.fixture(scope="module")
@@ -172,54 +182,33 @@ def test_same_anatomy_on_any_grid() -> None:
     assert agree.mean() > 0.9
 
 
+def _same_world_positions(ras: Phantom, other: Phantom) -> None:
+    """Every voxel of ``other`` holds what the RAS phantom holds at the same world position."""
+    ijk = np.argwhere(np.ones(other.labels.shape, bool))
+    ras_ijk = tuple(_voxel(ras.affine, _world(other.affine, ijk)).T)
+    for name in ("t1", "t2", "labels"):
+        assert np.array_equal(getattr(other, name)[tuple(ijk.T)], getattr(ras, name)[ras_ijk]), name
+
+
 @pytest.mark.parametrize("axcodes", ["LPS", "PIR", "ASL"])
 def test_axcodes_reorders_and_keeps_world_positions(axcodes: str) -> None:
     ras = make_phantom(seed=6, **SMALL)
     other = make_phantom(seed=6, axcodes=axcodes, **SMALL)
     assert "".join(nib.aff2axcodes(other.affine)) == axcodes
     for name in ("t1", "t2", "labels"):
-        expected, affine = reorient(getattr(ras, name), ras.affine, axcodes)
-        assert np.array_equal(getattr(other, name), expected)
-        assert np.allclose(other.affine, affine)
-    # A voxel of the reoriented phantom shows what the RAS phantom has at the same world position.
-    rng = np.random.default_rng(0)
-    ijk = rng.integers(0, other.labels.shape, size=(500, 3))
-    ras_ijk = _voxel(ras.affine, _world(other.affine, ijk))
-    assert np.array_equal(other.labels[tuple(ijk.T)], ras.labels[tuple(ras_ijk.T)])
-    assert np.array_equal(other.t1[tuple(ijk.T)], ras.t1[tuple(ras_ijk.T)])
+        assert getattr(other, name).flags.c_contiguous
+    _same_world_positions(ras, other)
 
 
 @settings(max_examples=12, deadline=None)
 @given(st.permutations("RAS"), st.lists(st.booleans(), min_size=3, max_size=3))
-def test_reorient_round_trips(order: list[str], flips: list[bool]) -> None:
+def test_any_axcodes_keep_world_positions(order: list[str], flips: list[bool]) -> None:
     opposite = {"R": "L", "A": "P", "S": "I"}
     codes = "".join(opposite[c] if f else c for c, f in zip(order, flips))
-    array = np.arange(4 * 5 * 6).reshape(4, 5, 6)
-    affine = mni_affine((4, 5, 6), (1.0, 2.0, 3.0))
-    moved, moved_affine = reorient(array, affine, codes)
-    assert "".join(nib.aff2axcodes(moved_affine)) == codes
-    back, back_affine = reorient(moved, moved_affine, "RAS")
-    assert np.array_equal(back, array) and np.allclose(back_affine, affine)
-
-
-@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "PIR"])
-def test_png_orientation_is_radiological_with_anterior_up(axcodes: str) -> None:
-    shape = (48, 56, 40)
-    ras_affine = mni_affine(shape, 4.0)
-    centre = np.array([24, 28, 20])
-    for offset, where in (([10, 0, 0], "right"), ([0, 10, 0], "anterior")):
-        # A marker on the patient's right (+x in RAS+) or anterior (+y), stored in any voxel order.
-        marker = np.zeros(shape, np.float32)
-        marker[tuple(centre + offset)] = 1.0
-        assert (_world(ras_affine, centre + offset) - _world(ras_affine, centre))[0 if where == "right" else 1] > 0
-        volume, affine = reorient(marker, ras_affine, axcodes)
-        slices = axial_png_slices(volume, affine)
-        assert slices.shape == (shape[2], shape[1], shape[0])  # (inferior->superior, rows, columns)
-        k, row, column = np.argwhere(slices)[0]
-        if where == "right":  # patient's right on the image's left
-            assert column < shape[0] / 2 - 5 and abs(row - (shape[1] - 1) / 2) < 1
-        else:  # anterior at the top
-            assert row < shape[1] / 2 - 5 and abs(column - (shape[0] - 1) / 2) < 1
+    ras = make_phantom(seed=2, noise=0.02, skull_strip=True, slice_thickness_mm=25.0, **TINY)
+    other = make_phantom(seed=2, noise=0.02, skull_strip=True, slice_thickness_mm=25.0, axcodes=codes, **TINY)
+    assert "".join(nib.aff2axcodes(other.affine)) == codes
+    _same_world_positions(ras, other)
 
 
 def test_write_subjects_nifti(tmp_path: Path) -> None:
@@ -261,3 +250,245 @@ def test_write_subjects_png(tmp_path: Path) -> None:
             assert np.abs(pixels.astype(int) - expected).max() <= 1
             # The same subject stored LPS gives the very same PNG.
             assert np.array_equal(pixels, np.asarray(Image.open(lps[key] / f.name)))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Acquisition options and varied subjects
+
+
+def _tissue_means(ph: Phantom, image: np.ndarray) -> dict[Tissue, float]:
+    return {t: float(image[ph.labels == t].mean()) for t in (Tissue.WM, Tissue.GM, Tissue.CSF)}
+
+
+def _assert_tissue_order(ph: Phantom) -> None:
+    t1, t2 = _tissue_means(ph, ph.t1), _tissue_means(ph, ph.t2)
+    assert t1[Tissue.WM] > t1[Tissue.GM] > t1[Tissue.CSF], (t1, ph.parameters)
+    assert t2[Tissue.CSF] > t2[Tissue.GM] > t2[Tissue.WM], (t2, ph.parameters)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.03])
+def test_spelled_out_defaults_change_nothing(noise: float) -> None:
+    plain = make_phantom(seed=12, noise=noise, bias=0.2, **SMALL)
+    spelled = make_phantom(
+        seed=12, noise=noise, bias=0.2, t1w_sequence=T1W_SEQUENCE, t2w_sequence=T2W_SEQUENCE, t1w_inversion=None,
+        tissue_jitter=0.0, skull_strip=False, blur_mm=0.0, slice_thickness_mm=0.0, **SMALL,
+    )
+    for name in ("t1", "t2", "labels", "affine"):
+        assert np.array_equal(getattr(plain, name), getattr(spelled, name)), name
+    assert plain.parameters == spelled.parameters
+    assert plain.parameters["tissues"]["WM"] == {"t1": 500.0, "t2": 70.0, "pd": 0.77}
+
+
+def test_sequence_timings_change_the_contrast_not_the_anatomy() -> None:
+    default = make_phantom(seed=4, **SMALL)
+    other = make_phantom(seed=4, t1w_sequence=(700.0, 10.0), t2w_sequence=(3000.0, 120.0), **SMALL)
+    assert np.array_equal(default.labels, other.labels)
+    assert not np.array_equal(default.t1, other.t1) and not np.array_equal(default.t2, other.t2)
+    _assert_tissue_order(other)
+    # The signal model decides the tissue values: WM and CSF means move as the equation says (texture aside).
+    wm_csf = {name: _tissue_means(ph, ph.t2) for name, ph in (("default", default), ("other", other))}
+    expected = [spin_echo(TISSUE_PARAMETERS[Tissue.WM], *seq) / spin_echo(TISSUE_PARAMETERS[Tissue.CSF], *seq)
+                for seq in ((4000.0, 100.0), (3000.0, 120.0))]
+    measured = [m[Tissue.WM] / m[Tissue.CSF] for m in wm_csf.values()]
+    assert (measured[1] < measured[0]) == (expected[1] < expected[0])
+
+
+@pytest.mark.parametrize("ti", [800.0, 950.0, 1100.0])
+def test_inversion_recovery_t1w(ti: float) -> None:
+    spin = make_phantom(seed=5, **SMALL)
+    mprage = make_phantom(seed=5, t1w_sequence=(2000.0, 3.0), t1w_inversion=ti, **SMALL)
+    assert np.array_equal(spin.t2, mprage.t2) and np.array_equal(spin.labels, mprage.labels)
+    _assert_tissue_order(mprage)
+    # CSF is near its null point: darker against white matter than on the spin echo.
+    spin_means, ir_means = _tissue_means(spin, spin.t1), _tissue_means(mprage, mprage.t1)
+    assert ir_means[Tissue.CSF] / ir_means[Tissue.WM] < spin_means[Tissue.CSF] / spin_means[Tissue.WM]
+    csf = TISSUE_PARAMETERS[Tissue.CSF]
+    expected = 1.0 * abs(1 - 2 * np.exp(-ti / csf.t1) + np.exp(-2000.0 / csf.t1)) * np.exp(-3.0 / csf.t2)
+    assert inversion_recovery(csf, 2000.0, ti, 3.0) == pytest.approx(expected)
+
+
+def test_bad_acquisitions_are_refused() -> None:
+    for kwargs in ({"t1w_inversion": 900.0, "t1w_sequence": (500.0, 10.0)}, {"blur_mm": -1.0},
+                   {"slice_thickness_mm": -2.0}, {"tissue_jitter": 0.6}, {"t2w_sequence": (0.0, 90.0)}):
+        with pytest.raises(ValueError):
+            make_phantom(seed=0, **kwargs, **TINY)
+
+
+def test_tissue_jitter_keeps_anatomy_and_noise_and_stays_in_bounds() -> None:
+    plain = make_phantom(seed=7, noise=0.03, **SMALL)
+    jittered = make_phantom(seed=7, noise=0.03, tissue_jitter=0.15, **SMALL)
+    assert np.array_equal(plain.labels, jittered.labels)
+    # The same noise draws: in air (zero signal) the Rician magnitudes differ only by the scale sigma.
+    air = make_phantom(seed=7, **SMALL).labels == Tissue.BACKGROUND
+    air &= make_phantom(seed=7, **SMALL).t1 == 0
+    ratio = jittered.t1[air] / plain.t1[air]
+    assert np.allclose(ratio, ratio[0], rtol=1e-4)
+    assert not np.array_equal(plain.t1, jittered.t1)
+    tissues = jittered.parameters["tissues"]
+    for name, base in ((t.name, TISSUE_PARAMETERS[t]) for t in (Tissue.SCALP, Tissue.FAT, Tissue.CSF, Tissue.GM,
+                                                                  Tissue.WM)):
+        for key in ("t1", "t2", "pd"):
+            assert abs(tissues[name][key] / getattr(base, key) - 1) <= 0.15 + 1e-9, (name, key)
+    assert tissues["VENTRICLE"] == tissues["CSF"]
+    assert make_phantom(seed=8, tissue_jitter=0.15, **TINY).parameters["tissues"] != tissues
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_skull_strip_keeps_only_the_brain(noise: float) -> None:
+    head = make_phantom(seed=9, noise=noise, **SMALL)
+    brain = make_phantom(seed=9, noise=noise, skull_strip=True, **SMALL)
+    inside = np.isin(head.labels, BRAIN_TISSUES)
+    assert np.array_equal(brain.labels, np.where(inside, head.labels, 0))
+    assert set(np.unique(brain.labels)) == {0, *(int(t) for t in BRAIN_TISSUES)}
+    for stripped, full in ((brain.t1, head.t1), (brain.t2, head.t2)):
+        assert not stripped[~inside].any()  # scalp, fat, skull and the noise in air are gone
+        assert np.array_equal(stripped[inside], full[inside])  # the brain is untouched
+    _assert_tissue_order(brain)
+
+
+def _max_step(image: np.ndarray, axis: int) -> float:
+    return float(np.abs(np.diff(image.astype(np.float64), axis=axis)).max())
+
+
+def test_blur_smooths_and_keeps_the_signal() -> None:
+    sharp = make_phantom(seed=3, **SMALL)
+    blurred = make_phantom(seed=3, blur_mm=8.0, **SMALL)  # 2 voxels FWHM
+    assert np.array_equal(sharp.labels, blurred.labels)
+    for axis in range(3):
+        assert _max_step(blurred.t1, axis) < 0.7 * _max_step(sharp.t1, axis)
+    assert blurred.t1.sum() == pytest.approx(sharp.t1.sum(), rel=1e-4)  # the head is far from the grid's faces
+    assert np.array_equal(make_phantom(seed=3, blur_mm=0.5, **SMALL).labels, sharp.labels)
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "PIR"])
+def test_thick_slices_average_along_the_superior_axis_only(axcodes: str) -> None:
+    sharp = make_phantom(seed=3, axcodes=axcodes, **SMALL)
+    thick = make_phantom(seed=3, slice_thickness_mm=12.0, axcodes=axcodes, **SMALL)  # 3 voxels
+    superior = next(axis for axis, code in enumerate(nib.aff2axcodes(sharp.affine)) if code in "SI")
+    # Each line of voxels along the superior axis keeps its total: nothing moves in-plane.
+    assert np.allclose(thick.t2.sum(axis=superior), sharp.t2.sum(axis=superior), rtol=1e-5, atol=1e-2)
+    assert _max_step(thick.t2, superior) < 0.7 * _max_step(sharp.t2, superior)
+    # A 3-voxel slab is the mean of a voxel and its two neighbours along the superior axis.
+    interior = [slice(None)] * 3
+    interior[superior] = slice(1, -1)
+    mean3 = sum(np.roll(sharp.t2, shift, axis=superior) for shift in (-1, 0, 1)) / 3
+    assert np.allclose(thick.t2[tuple(interior)], mean3[tuple(interior)], atol=1e-2)
+    # Slices no thicker than the voxels change nothing.
+    assert np.array_equal(make_phantom(seed=3, slice_thickness_mm=4.0, axcodes=axcodes, **SMALL).t2, sharp.t2)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_tissue_order_holds_in_every_varied_subject(seed: int) -> None:
+    _assert_tissue_order(draw_varied_phantom(seed, **SMALL))
+
+
+def test_varied_subjects_are_deterministic_and_differ() -> None:
+    a, b, c = (draw_varied_phantom(s, **SMALL) for s in (21, 21, 22))
+    for name in ("t1", "t2", "labels"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert not np.array_equal(getattr(a, name), getattr(c, name)), name
+    assert a.parameters == b.parameters != c.parameters
+    assert varied_parameters(21) == varied_parameters(21) != varied_parameters(22)
+    # The varied subject has the anatomy of make_phantom(seed) (with scalp, unless stripped).
+    plain = make_phantom(seed=21, **SMALL)
+    if a.parameters["skull_strip"]:
+        assert np.array_equal(a.labels, np.where(np.isin(plain.labels, BRAIN_TISSUES), plain.labels, 0))
+    else:
+        assert np.array_equal(a.labels, plain.labels)
+
+
+def test_parameters_rebuild_the_phantom_from_json() -> None:
+    ph = draw_varied_phantom(33, **TINY)
+    record = json.loads(json.dumps(ph.parameters))
+    tissues = record.pop("tissues")
+    rebuilt = make_phantom(**record)
+    assert np.array_equal(rebuilt.t1, ph.t1) and np.array_equal(rebuilt.t2, ph.t2)
+    assert rebuilt.parameters["tissues"] == tissues
+
+
+def test_varied_parameters_cover_the_documented_ranges() -> None:
+    draws = [varied_parameters(s) for s in range(400)]
+    r = VARIED_RANGES
+
+    def within(value: float, key: str) -> bool:
+        return r[key][0] <= value <= r[key][1]
+
+    inversion = [d for d in draws if d["t1w_inversion"] is not None]
+    spin = [d for d in draws if d["t1w_inversion"] is None]
+    assert 0.4 < len(inversion) / len(draws) < 0.6
+    for kind, group in (("inversion", inversion), ("spin_echo", spin)):
+        assert all(within(d["t1w_sequence"][0], f"t1w_{kind}_tr_ms") for d in group)
+        assert all(within(d["t1w_sequence"][1], f"t1w_{kind}_te_ms") for d in group)
+    assert all(within(d["t1w_inversion"], "t1w_inversion_ti_ms") for d in inversion)
+    assert all(within(d["t2w_sequence"][0], "t2w_tr_ms") and within(d["t2w_sequence"][1], "t2w_te_ms") for d in draws)
+    assert all(within(d[key], key) for d in draws for key in ("bias", "noise", "blur_mm"))
+    assert 0.25 < np.mean([d["skull_strip"] for d in draws]) < 0.45
+    thick = [d["slice_thickness_mm"] for d in draws if d["slice_thickness_mm"] > 0]
+    assert 0.15 < len(thick) / len(draws) < 0.35 and all(within(t, "slice_thickness_mm") for t in thick)
+    assert all(d["tissue_jitter"] == r["tissue_jitter"] for d in draws)
+    # The spread is used, not a corner of it.
+    assert np.ptp([d["t2w_sequence"][1] for d in draws]) > 0.9 * (r["t2w_te_ms"][1] - r["t2w_te_ms"][0])
+
+
+@pytest.mark.parametrize("seed", [0, 1000, 4320])
+def test_seed_pairs_share_all_but_the_timings(seed: int) -> None:
+    # The default training set takes T1w from even and T2w from odd subjects: both folders must show the same
+    # brain extraction, noise, bias, blur and slices, or the translator learns to strip skulls or add noise.
+    even, odd = varied_parameters(seed), varied_parameters(seed + 1)
+    timings = ("t1w_sequence", "t2w_sequence", "t1w_inversion")
+    assert {k: v for k, v in even.items() if k not in timings} == {k: v for k, v in odd.items() if k not in timings}
+    assert even["t2w_sequence"] != odd["t2w_sequence"] and even["t1w_sequence"] != odd["t1w_sequence"]
+    assert (even["t1w_inversion"] is None) == (odd["t1w_inversion"] is None)
+    assert varied_parameters(seed + 2)["noise"] != odd["noise"]  # the next pair: another draw
+
+
+@pytest.mark.parametrize("start", [0, 1000, 12345])
+def test_even_and_odd_seeds_get_the_same_shares_of_each_choice(start: int) -> None:
+    for first in (start, start + 1):
+        for n in (12, 24, 48):
+            draws = [varied_parameters(s) for s in range(first, first + n)]
+            for choice, share in (("skull_strip", 0.35), ("slice_thickness_mm", 0.25), ("t1w_inversion", 0.5)):
+                yes = [d[choice] not in (False, None, 0.0) for d in draws]
+                assert abs(sum(yes[0::2]) - sum(yes[1::2])) <= (first % 2), (choice, first, n)
+                assert abs(sum(yes) - share * n) <= 4, (choice, first, n)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("make_default_training_set", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_training_set_script_writes_disjoint_unpaired_subjects(tmp_path: Path) -> None:
+    script = _load_script()
+    grid = ["--shape", "44,52,40", "--spacing", "4"]
+    out = script.main([str(tmp_path / "set"), "--subjects", "5", "--seed", "70", *grid])
+    t1 = sorted(p.name for p in (out / "T1w").iterdir())
+    t2 = sorted(p.name for p in (out / "T2w").iterdir())
+    assert t1 == ["sub-000_T1w.nii.gz", "sub-002_T1w.nii.gz", "sub-004_T1w.nii.gz"]
+    assert t2 == ["sub-001_T2w.nii.gz", "sub-003_T2w.nii.gz"]
+    assert not {n.split("_")[0] for n in t1} & {n.split("_")[0] for n in t2}  # no head in both folders
+    provenance = json.loads((out / "parameters.json").read_text())
+    assert provenance["arguments"] == {"subjects": 5, "seed": 70, "shape": [44, 52, 40], "spacing": 4.0}
+    records = provenance["subjects"]
+    assert [r["seed"] for r in records] == [70, 71, 72, 73, 74]
+    assert len({r["seed"] for r in records if r["contrast"] == "T1w"} & {r["seed"] for r in records
+                                                                        if r["contrast"] == "T2w"}) == 0
+    for record in records:
+        image = nib.load(out / record["file"])
+        ph = draw_varied_phantom(record["seed"], shape=(44, 52, 40), spacing=4.0)
+        expected = ph.t1 if record["contrast"] == "T1w" else ph.t2
+        assert image.get_data_dtype() == np.float32 and np.array_equal(np.asanyarray(image.dataobj), expected)
+        assert np.allclose(image.affine, ph.affine) and int(image.header["sform_code"]) == 1
+        assert record["parameters"] == json.loads(json.dumps(ph.parameters))
+    # Deterministic: a second run gives the same images and the same record.
+    again = script.main([str(tmp_path / "again"), "--subjects", "5", "--seed", "70", *grid])
+    assert json.loads((again / "parameters.json").read_text())["subjects"] == records
+    for record in records:
+        assert np.array_equal(nib.load(again / record["file"]).get_fdata(), nib.load(out / record["file"]).get_fdata())
+    # Existing files are not replaced without --overwrite.
+    with pytest.raises(SystemExit):
+        script.main([str(out), "--subjects", "5", "--seed", "70", *grid])
+    script.main([str(out), "--subjects", "5", "--seed", "70", "--overwrite", *grid])

@@ -1,0 +1,127 @@
+"""Recreate the shipped default model (mriganx/models/default.pt) from what the package provides.
+
+    python scripts/train_default_model.py                       # set + training + packaging, into runs/default-model
+    python scripts/train_default_model.py --package-only        # repackage runs/default-model/run/model.pt
+
+Steps, each skipped when its output exists (so an interrupted run continues with ``--resume`` semantics):
+
+1. the unpaired phantom training set (scripts/make_default_training_set.py: 24 varied subjects, T1w of the even ones,
+   T2w of the odd ones, seed 1000);
+2. ``mriganx train --config shipped`` on it (a fixed number of steps: the result does not depend on the machine's
+   speed or load);
+3. packaging: the run's model.pt with its provenance and model card (docs/model-card.md, the validation numbers from
+   docs/validation.json when present) written to mriganx/models/default.pt.
+
+No real scan is read here: the validation scans (../shared/data/real-t1t2) are scored afterwards by
+scripts/validate_default_model.py, and nothing about the model is chosen from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import mriganx
+from mriganx.config import load_config, override
+from mriganx.modelfile import ModelFile, shipped_path
+from mriganx.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SET_SEED = 1000
+SUBJECTS = 24
+CARD = ROOT / "docs" / "model-card.md"
+VALIDATION = ROOT / "docs" / "validation.json"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def make_set(out: Path) -> Path:
+    data = out / "data"
+    if not (data / "parameters.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_default_training_set.py"), str(data),
+                        "--subjects", str(SUBJECTS), "--seed", str(SET_SEED)], check=True)
+    return data
+
+
+def train(data: Path, out: Path, threads: int | None) -> dict[str, float]:
+    run = out / "run"
+    timing = out / "timing.json"
+    if (run / "model.pt").is_file() and timing.is_file():
+        return json.loads(timing.read_text())
+    config = load_config("shipped")
+    if threads:
+        config = override(config, {"train.num_threads": threads})
+    resume = (run / "checkpoints").is_dir()
+    started = time.time()
+    result = Trainer(config, data / "T1w", data / "T2w", run, resume=resume).run()
+    if result.interrupted:
+        raise SystemExit("interrupted; run the script again to continue")
+    record = {"steps": result.steps, "train_seconds": result.seconds, "wall_seconds": time.time() - started,
+              "threads": torch.get_num_threads(), "resumed": resume}
+    timing.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def package(out: Path, timing: dict[str, float], target: Path) -> Path:
+    """The run's model with everything the model card says, as the shipped model file."""
+    model = ModelFile.load(out / "run" / "model.pt")
+    parameters = json.loads((out / "data" / "parameters.json").read_text())
+    validation = json.loads(VALIDATION.read_text()) if VALIDATION.is_file() else {}
+    model.provenance = {
+        "name": "mriganx-default-phantoms-v1",
+        "licence": "Apache-2.0 (the weights were trained only on the project's own synthetic phantoms)",
+        "training_data": {
+            "what": f"{SUBJECTS} procedural head phantoms (mriganx.synthetic.draw_varied_phantom), unpaired: T1w of "
+                    f"{SUBJECTS // 2} subjects, T2w of {SUBJECTS // 2} others; no real scan, no seed-set slice",
+            "seed": SET_SEED,
+            "ranges": parameters.get("ranges", {}),
+        },
+        "config": load_config("shipped").to_dict(),
+        "steps": model.steps,
+        "train_seconds": round(timing.get("train_seconds", 0.0)),
+        "threads": timing.get("threads"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "command": "python scripts/train_default_model.py",
+        "commit": commit(),
+        "mriganx_version": mriganx.__version__,
+        "torch_version": torch.__version__,
+        "validation": validation,
+        "weights_sha256": model.weights_sha256(),
+        "card": CARD.read_text() if CARD.is_file() else "",
+    }
+    return model.save(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "default-model")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
+    parser.add_argument("--package-only", action="store_true")
+    parser.add_argument("--target", type=Path, default=None, help="where the packaged model goes (default: the shipped one)")
+    args = parser.parse_args(argv)
+    if args.package_only:
+        timing = json.loads((args.out / "timing.json").read_text())
+    else:
+        timing = train(make_set(args.out), args.out, args.threads)
+    target = args.target or shipped_path()
+    path = package(args.out, timing, target)
+    model = ModelFile.load(path)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, {model.steps} steps, sha256 {model.weights_sha256()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
