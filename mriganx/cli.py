@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
+
+# Before torch loads OpenMP: threads that wait for work sleep instead of spinning. Beside another busy process on
+# two cores, spinning threads took the cores the other's threads needed (a `cpu` step 13x slower with ACTIVE, 2.8x
+# with libgomp's default, 1.9x with PASSIVE; benchmarks/contention.py, docs/performance.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Callable
 from pathlib import Path
 from enum import Enum
@@ -198,7 +204,11 @@ def convert(
     from mriganx.modelfile import resolve
 
     path = resolve(model)
-    typer.echo(f"model: {'shipped default ' if model in (None, 'default') else ''}{path}", err=True)
+    if model in (None, "default"):
+        typer.echo(f"model: shipped default {path} (phantom-trained; on real scans it scored below simple baselines: "
+                   "see `mriganx models`)", err=True)
+    else:
+        typer.echo(f"model: {path}", err=True)
     report = run_convert(inputs, path, direction=direction.direction, output=output, device=device,
                          batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, series=series,
                          workers=workers, confidence=confidence)

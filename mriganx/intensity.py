@@ -76,9 +76,24 @@ def head_mask(slices: np.ndarray, threshold: float = 0.01, min_area: int = 16) -
         if not plane.any():
             continue
         image = sitk.GetImageFromArray(plane.astype(np.uint8))
-        kept = sitk.RelabelComponent(sitk.ConnectedComponent(image), minimumObjectSize=min_area) > 0
-        masks[index] = sitk.GetArrayFromImage(sitk.BinaryFillhole(kept)).astype(bool)
+        kept = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image), minimumObjectSize=min_area) > 0)
+        masks[index] = fill_holes(kept.astype(bool))
     return masks
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """A 2D mask with every background region that does not reach the border filled: what SimpleITK's
+    ``BinaryFillhole`` does (4-connected background), by labelling the background once instead of reconstructing
+    it, which on a noisy slice with thousands of small holes is about a hundred times faster.
+
+    >>> ring = np.zeros((5, 5), bool); ring[1:4, 1:4] = True; ring[2, 2] = False
+    >>> bool(fill_holes(ring)[2, 2]), bool(fill_holes(ring)[0, 0])
+    (True, False)
+    """
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray((~mask).astype(np.uint8))))
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.isin(labels, border[border > 0])
+    return ~outside
 
 
 @dataclass(frozen=True)

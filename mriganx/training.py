@@ -302,7 +302,7 @@ class Trainer:
             self.decay_steps = train.epochs_decay * self.steps_per_epoch
             self.strip_interval = self.steps_per_epoch * train.strip_every_epochs
         self.total_steps = self.constant_steps + self.decay_steps
-        self.stop_step = min(self.total_steps, train.max_steps) if train.max_steps else self.total_steps
+        self.stop_step = self.total_steps if train.max_steps is None else min(self.total_steps, train.max_steps)
         self.step = 0
         self.strip_columns: list[tuple[str, torch.Tensor]] = []
         self.fixed = self._fixed_slices()

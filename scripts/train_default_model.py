@@ -97,7 +97,7 @@ def package(out: Path, timing: dict[str, float], target: Path) -> Path:
         "command": "python scripts/train_default_model.py",
         "commit": commit(),
         "mriganx_version": mriganx.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "validation": validation,
         "weights_sha256": model.weights_sha256(),
         "card": CARD.read_text() if CARD.is_file() else "",

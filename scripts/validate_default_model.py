@@ -116,7 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{pair} {direction.value} SSIM brain/whole: {line}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "validation.json").write_text(json.dumps(results, indent=1))
+    print(markdown(results))
     return 0
+
+
+def markdown(results: dict) -> str:
+    """The validation table for docs/results.md: SSIM inside the brain (and over the whole image)."""
+    names = ("model", "input", "one_minus_input", "lookup_cheat")
+    lines = ["| pair, direction | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key, entry in results.items():
+        if isinstance(entry, dict) and "model" in entry:
+            cells = [f"{entry[n]['brain']['ssim_mask']:.3f} / {entry[n]['whole']['ssim_mask']:.3f}" for n in names]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

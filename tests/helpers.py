@@ -30,3 +30,15 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, qform_code: i
     image.set_sform(affine if sform_code else None, code=sform_code)
     nib.save(image, path)
     return path
+
+
+def assert_one_line_error(result, *needles: str) -> str:
+    """A CLI result with exit code 2 and exactly one error line holding every needle (informational lines, such as
+    the model used, may come before it); returns that line."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mriganx.cli import app
 from mriganx.synthetic import make_phantom
-from tests.helpers import SMALL_SHAPE, SMALL_SPACING, write_nifti
+from tests.helpers import SMALL_SHAPE, SMALL_SPACING, assert_one_line_error, write_nifti
 
 runner = CliRunner()
 
@@ -131,17 +131,6 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "singular affine": (singular, "singular"),
     "sheared affine": (sheared, "orthogonal"),
 }
-
-
-def assert_one_line_error(result, *needles: str) -> str:
-    """Exit code 2 and exactly one error line (informational lines such as the model used may precede it)."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -25,19 +25,9 @@ from typer.testing import CliRunner
 from mriganx.cli import app
 from mriganx.io import atomic_output
 from mriganx.synthetic import make_phantom
-from tests.helpers import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
+from tests.helpers import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, assert_one_line_error, needs_shared, write_nifti
 
 runner = CliRunner()
-
-
-def one_error_line(result, *needles: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def files_in(folder: Path) -> list[str]:
@@ -56,7 +46,7 @@ def test_convert_refuses_a_batch_size_below_one(value: str, smoke_model: Path, t
     source = t1_volume(tmp_path)
     result = runner.invoke(app, ["convert", str(source), "-m", str(smoke_model), "-o", str(tmp_path / "o"),
                                  "--direction", "t1-to-t2", "--batch-size", value])
-    one_error_line(result, "--batch-size", value)
+    assert_one_line_error(result, "--batch-size", value)
     assert files_in(tmp_path / "o") == []
 
 
@@ -66,7 +56,7 @@ def test_train_refuses_settings_that_train_on_nothing(option: str, value: str, f
                                                       phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--t1-dir", str(phantom_dirs["t1"]), "--t2-dir", str(phantom_dirs["t2"]),
                                  "--out", str(tmp_path / "run"), "--config", "smoke", option, value])
-    one_error_line(result, field)
+    assert_one_line_error(result, field)
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
@@ -75,7 +65,7 @@ def test_train_refuses_an_output_inside_its_data(phantom_dirs: dict[str, Path], 
     shutil.copytree(phantom_dirs["t1"], t1)
     result = runner.invoke(app, ["train", "--t1-dir", str(t1), "--t2-dir", str(phantom_dirs["t2"]), "--out",
                                  str(t1 / "run"), "--config", "smoke", "--max-steps", "1"])
-    one_error_line(result, "inside the training folder")
+    assert_one_line_error(result, "inside the training folder")
     assert not (t1 / "run").exists()
 
 
@@ -87,10 +77,10 @@ def test_resume_refuses_swapped_folders_and_another_network(phantom_dirs: dict[s
     checkpoint = (run / "checkpoints" / "last.pt").read_bytes()
     swapped = ["train", "--t1-dir", str(phantom_dirs["t2"]), "--t2-dir", str(phantom_dirs["t1"]), "--out", str(run),
                "--max-steps", "4", "--resume"]
-    one_error_line(runner.invoke(app, swapped), "swapped")
+    assert_one_line_error(runner.invoke(app, swapped), "swapped")
     other = ["train", "--t1-dir", str(phantom_dirs["t1"]), "--t2-dir", str(phantom_dirs["t2"]), "--out", str(run),
              "--config", "cpu", "--resume"]
-    one_error_line(runner.invoke(app, other), "model.ngf")
+    assert_one_line_error(runner.invoke(app, other), "model.ngf")
     assert (run / "checkpoints" / "last.pt").read_bytes() == checkpoint
 
 
@@ -144,7 +134,7 @@ def test_nifti_that_is_not_one_real_image(case: str, smoke_model: Path, tmp_path
     source = make(tmp_path)
     result = runner.invoke(app, ["convert", str(source), "-m", str(smoke_model), "-o", str(tmp_path / "o"),
                                  "--direction", "t1-to-t2"])
-    one_error_line(result, message, source.name)
+    assert_one_line_error(result, message, source.name)
     assert files_in(tmp_path / "o") == []
 
 
@@ -214,7 +204,7 @@ def test_dicom_series_off_a_regular_grid_is_refused(case: str, smoke_model: Path
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     result = runner.invoke(app, ["convert", str(folder), "-m", str(smoke_model), "-o", str(tmp_path / "o"),
                                  "--direction", "t1-to-t2"])
-    line = one_error_line(result, message)
+    line = assert_one_line_error(result, message)
     assert "series" in line  # the folder or one of its files is named
     assert files_in(tmp_path / "o") == []
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -256,7 +246,7 @@ def test_outputs_with_one_name_do_not_overwrite_each_other(smoke_model: Path, tm
     t1_volume(tmp_path, "a.nii.gz")
     nib.save(nib.load(tmp_path / "a.nii.gz"), tmp_path / "a.nii")  # the same stem, another extension
     result = runner.invoke(app, ["convert", str(tmp_path), "-m", str(smoke_model), "--direction", "t1-to-t2"])
-    one_error_line(result, "same output name")
+    assert_one_line_error(result, "same output name")
     assert sorted(p.name for p in tmp_path.glob("a_t2*")) == ["a_t2.nii.gz"]
 
 
@@ -272,7 +262,7 @@ def test_evaluate_refuses_a_mask_of_another_shape(smoke_model: Path, phantom_dir
     mask = write_nifti(tmp_path / "mask.nii.gz", np.ones((10, 10, 10)), np.eye(4))
     result = runner.invoke(app, ["evaluate", "-m", str(smoke_model), "--source", str(phantom_dirs["held_t1"]), "--target",
                                  str(phantom_dirs["held_t2"]), "--mask", str(mask), "-o", str(tmp_path / "ev")])
-    one_error_line(result, "mask.nii.gz", "shape")
+    assert_one_line_error(result, "mask.nii.gz", "shape")
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
@@ -319,5 +309,5 @@ def test_a_model_with_nan_weights_is_refused(smoke_model: Path, tmp_path: Path) 
     torch.save(payload, tmp_path / "nan.pt")
     source = t1_volume(tmp_path)
     result = runner.invoke(app, ["convert", str(source), "-m", str(tmp_path / "nan.pt"), "-o", str(tmp_path / "o")])
-    one_error_line(result, "nan.pt", "NaN")
+    assert_one_line_error(result, "nan.pt", "NaN")
     assert files_in(tmp_path / "o") == []

@@ -56,3 +56,15 @@ def test_padding_is_exactly_undone() -> None:
     padded, padding = pad_slices(slices, 4, (256, 200))
     assert padded.shape[-2:] == (256, 200)
     assert torch.equal(padding.crop(padded), slices)
+
+
+def test_fill_holes_equals_simpleitks_binary_fillhole() -> None:
+    import SimpleITK as sitk
+
+    from mriganx.intensity import fill_holes
+
+    rng = np.random.default_rng(0)
+    for density in (0.3, 0.5, 0.7):
+        mask = rng.random((48, 56)) < density
+        expected = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(bool)
+        assert np.array_equal(fill_holes(mask), expected)
