@@ -42,9 +42,9 @@ wrong, and translating in the wrong direction is worse than asking for ``--direc
 >>> ph = make_phantom(seed=1, shape=(91, 109, 91), spacing=2.0)
 >>> def image(array, name):
 ...     return Image(array=array, affine=ph.affine, kind=ImageKind.NIFTI, source=Path(name))
->>> detect_contrast(image(ph.t1, "sub-01_T1w.nii.gz")).contrast
+>>> detect_contrast(image(ph.t1, "sub-01_T1w")).contrast
 't1'
->>> found = detect_contrast(image(ph.t2, "sub-01_T1w.nii.gz"))
+>>> found = detect_contrast(image(ph.t2, "sub-01_T1w"))
 >>> found.contrast, found.reason
 (None, 'the image looks T2w but the file name says T1w')
 """
@@ -140,7 +140,7 @@ class _Measures:
 def name_contrast(path: str | Path) -> str | None:
     """The BIDS suffix of a file or folder name (``"T1w"``, ``"T2w"``, ``"FLAIR"``, ...), or ``None``.
 
-    >>> name_contrast("sub-01_ses-1_T1w.nii.gz"), name_contrast("scan_t2w.png"), name_contrast("brain.nii")
+    >>> name_contrast("sub-01_ses-1_T1w"), name_contrast("scan_t2w"), name_contrast("brain")
     ('T1w', 'T2w', None)
     """
     found = _BIDS_SUFFIX.search(image_stem(path))

@@ -129,8 +129,8 @@ def convert_one(translator: Translator, source: Path, *, direction: Direction | 
 
 
 def _name_clashes(sources: list[Path], output: Path | None) -> dict[Path, Path | None]:
-    """Each source, with the first other source whose translation would get the same name (``a.nii`` and
-    ``a.nii.gz`` in one folder), or ``None``. Caught before any work, so neither silently replaces the other."""
+    """Each source, with the first other source whose translation would get the same name (a NIfTI file and its
+    gzipped copy in one folder), or ``None``. Caught before any work, so neither silently replaces the other."""
     first: dict[tuple[Path, str], Path] = {}
     clashes: dict[Path, Path | None] = {}
     for source in sources:
