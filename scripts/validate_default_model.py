@@ -25,7 +25,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from mriganx.config import Direction

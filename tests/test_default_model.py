@@ -11,11 +11,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from mriganx.cli import app
-from mriganx.config import Direction, load_config, override
+from mriganx.config import load_config, override
 from mriganx.modelfile import ModelFile, default_model
 from mriganx.synthetic import make_phantom
 from mriganx.training import Trainer
