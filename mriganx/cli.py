@@ -20,9 +20,10 @@ from typing import Annotated, Any
 
 import typer
 
-from mriganx.config import Config, Direction, IntensityScale, Precision, changed_settings, load_config, override
+from mriganx.config import Config, Direction, ExportFormat, IntensityScale, Precision, changed_settings, load_config, override
 from mriganx.errors import MriganxError
 from mriganx.frame import MNI_SHAPE
+from mriganx.io import OutputFormat
 
 app = typer.Typer(
     name="mriganx",
@@ -187,7 +188,7 @@ class DirectionChoice(str, Enum):
 @app.command()
 @friendly
 def convert(
-    inputs: Annotated[list[Path], typer.Argument(help="NIfTI/PNG files, DICOM series folders or files, or folders of them.")],
+    inputs: Annotated[list[Path], typer.Argument(help="NIfTI/PNG files, DICOM series folders or files, or folders of them; or one BIDS dataset root (see --bids).")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="A trained model.pt [default: the shipped model; see `mriganx models`].")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (or file name, for one input) [default: beside each input, as <name>_t2 or <name>_t1].")] = None,
     direction: Annotated[DirectionChoice, typer.Option(help="auto: T1w or T2w is read from each image, which goes to the other contrast.")] = DirectionChoice.AUTO,
@@ -198,8 +199,19 @@ def convert(
     series: Annotated[str | None, typer.Option(help="SeriesInstanceUID to take from a DICOM folder holding several.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes for many scans (each loads the model once).")] = 1,
     confidence: Annotated[bool, typer.Option(help="Also write <output>_confidence on the same grid: where the translation is least trustworthy.")] = False,
+    output_format: Annotated[OutputFormat, typer.Option(help="nifti; dicom (DICOM inputs only): a new series in the original's study, folder <name>_t2_dicom with one file per slice; both: NIfTI and DICOM.")] = OutputFormat.NIFTI,
+    bids: Annotated[bool | None, typer.Option("--bids/--no-bids", help="Treat the one input as a BIDS dataset root (default: when it holds dataset_description.json). Its anat/ T1w and T2w images go into ROOT/derivatives/mriganx (or -o) with BIDS-derivative names and JSON sidecars; existing outputs are skipped unless --overwrite; --direction keeps only the images it starts from.")] = None,
 ) -> None:
-    """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes)."""
+    """Translate scans; each output is NIfTI on its input's own grid (same shape, affine, qform/sform codes).
+
+    With --output-format dicom a DICOM input's translation is written as a new DICOM series instead (both: as NIfTI
+    and DICOM), to sit beside the original in its study: <name>_t2_dicom/ holds one file per slice, with the
+    original's slice geometry, new UIDs, SeriesNumber + 1000 and a SeriesDescription that says synthetic.
+
+    A BIDS dataset root (or any folder, with --bids) becomes a BIDS derivative dataset under derivatives/mriganx:
+    sub-01_T1w -> sub-01_desc-mriganx_T2w plus a JSON sidecar; a file whose image contradicts its suffix is refused.
+    """
+    from mriganx.bids import convert_bids, dataset_root
     from mriganx.convert import convert as run_convert
     from mriganx.modelfile import resolve
 
@@ -209,9 +221,16 @@ def convert(
                    "see `mriganx models`)", err=True)
     else:
         typer.echo(f"model: {path}", err=True)
-    report = run_convert(inputs, path, direction=direction.direction, output=output, device=device,
-                         batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, series=series,
-                         workers=workers, confidence=confidence)
+    root = dataset_root(inputs, bids)
+    if root is not None and output_format is not OutputFormat.NIFTI:
+        raise MriganxError(root, f"--output-format {output_format.value} needs DICOM inputs; a BIDS dataset holds NIfTI")
+    if root is not None:
+        report = convert_bids(root, path, output=output, direction=direction.direction, device=device,
+                              batch_size=batch_size, overwrite=overwrite, confidence=confidence, workers=workers)
+    else:
+        report = run_convert(inputs, path, direction=direction.direction, output=output, device=device,
+                             batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, series=series,
+                             workers=workers, confidence=confidence, output_format=output_format)
     for scan in report.converted:
         typer.echo(f"{scan.source.name}: {scan.note}", err=True)
         for written in scan.written:
@@ -270,6 +289,22 @@ def models(
 
     path = resolve(model)
     typer.echo(ModelFile.load(path).card(path))
+
+
+@app.command()
+@friendly
+def export(
+    model: Annotated[str | None, typer.Argument(help="A model.pt [default: the shipped model].")] = None,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="monai-bundle: a MONAI bundle folder; torchscript, onnx: one network file per direction.")] = ExportFormat.MONAI_BUNDLE,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (it appears whole or not at all).")] = Path("mriganx-export"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Export a model for other systems: a MONAI bundle (`python -m monai.bundle run`), TorchScript or ONNX; what
+    the networks expect and return is in OUT/mriganx.json (docs/deploy.md)."""
+    from mriganx.export import export_model
+
+    for path in export_model(model, format, out, overwrite=overwrite):
+        typer.echo(str(path))
 
 
 @app.command()

@@ -47,6 +47,14 @@ class Direction(str, Enum):
         return Direction.T2_TO_T1 if self is Direction.T1_TO_T2 else Direction.T1_TO_T2
 
 
+class ExportFormat(str, Enum):
+    """What ``mriganx export`` writes (:mod:`mriganx.export`)."""
+
+    MONAI_BUNDLE = "monai-bundle"
+    TORCHSCRIPT = "torchscript"
+    ONNX = "onnx"
+
+
 class Precision(str, Enum):
     AUTO = "auto"
     FP32 = "fp32"

@@ -149,14 +149,16 @@ def name_contrast(path: str | Path) -> str | None:
     return next(s for s in _BIDS_SUFFIXES if s.lower() == found.group(1).lower())
 
 
-def detect_contrast(image: Image) -> Detection:
+def detect_contrast(image: Image, *, read_name: bool = True) -> Detection:
     """Whether ``image`` is T1w, T2w or neither, from the image itself (see the module docstring).
 
     Volumes in any orientation and voxel size, and single 2D slices (``array`` of shape ``(i, j, 1)``), with or
-    without scalp and skull. Deterministic; raises nothing for an ordinary image.
+    without scalp and skull. Deterministic; raises nothing for an ordinary image. ``read_name=False`` leaves the
+    file name out entirely, for a caller that weighs the name itself (:mod:`mriganx.bids`, where the BIDS suffix is
+    the dataset's own claim and only a clear contradiction by the image refuses it).
     """
     found = _detect(np.asarray(image.array), np.asarray(image.affine, dtype=np.float64))
-    named = name_contrast(image.source) if image.source is not None else None
+    named = name_contrast(image.source) if image.source is not None and read_name else None
     if named is None:
         return found
     evidence = f"{found.evidence} (name says {named})"

@@ -3,9 +3,17 @@
 Output naming: ``<name>_t2`` (or ``_t1``) as gzipped NIfTI beside the input or inside an output folder (see
 :func:`mriganx.io.output_path`); a PNG input also gives an 8-bit ``<name>_t2`` PNG; with ``confidence`` also
 ``<name>_t2_confidence`` on the same grid (higher = less trustworthy; see
-:meth:`mriganx.inference.Translator.confidence_slices`). Every file is written atomically; an
+:meth:`mriganx.inference.Translator.confidence_slices`). For a DICOM input, ``output_format`` ``dicom`` (or
+``both``) writes the translation as a new DICOM series instead of (or beside) the NIfTI: a folder ``<name>_t2_dicom``
+holding one file per slice, in the original's study with its slice geometry (:func:`mriganx.io.save_dicom_series`);
+the confidence map stays NIfTI. Every file (and every DICOM folder) is written atomically; an
 existing output is kept unless ``overwrite``; an input is never overwritten. One scan that fails does not stop the
 others: its error is collected and reported.
+
+A BIDS dataset is not converted here: :mod:`mriganx.bids` (one layer up; the CLI dispatches a BIDS root to it,
+since this module must not import the one above it) writes a BIDS derivative dataset with BIDS names and sidecars
+under ``derivatives/mriganx``, using :func:`convert_one` for each image. Given to :func:`convert` as a plain folder,
+a dataset gets the plain names above, beside its images.
 
 >>> output_name(Path("dicom") / "sub-01_T1w", Direction.T1_TO_T2)   # a DICOM series folder
 'sub-01_T1w_t2'
@@ -14,6 +22,7 @@ others: its error is collected and reported.
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +35,19 @@ from mriganx.errors import MriganxError
 from mriganx.contrast import detect_contrast
 from mriganx.inference import Translator
 from mriganx.io import (
-    Image, ImageKind, find_images, image_stem, is_nifti_name, load_image, output_path, require_exists, save_like,
-    save_png, sibling, to_uint8,
+    Image, ImageKind, OutputFormat, find_images, image_kind, image_stem, is_nifti_name, load_image, output_path,
+    require_exists, save_dicom_series, save_like, save_png, sibling, to_uint8,
 )
 from mriganx.modelfile import resolve
 
 
 def output_name(path: Path, direction: Direction) -> str:
     return f"{image_stem(path)}_{direction.target}"
+
+
+def describe(direction: Direction) -> str:
+    """What an output's header says it is (NIfTI ``descrip``): a synthetic image, never a measured one."""
+    return f"mriganx {direction.value} synthetic, not a measured image"
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -93,25 +107,41 @@ def choose_direction(image: Image, direction: Direction | None) -> tuple[Directi
 
 def convert_one(translator: Translator, source: Path, *, direction: Direction | None = None, output: Path | None = None,
                 single: bool = False, batch_size: int = 8, overwrite: bool = False, skip_existing: bool = False,
-                series: str | None = None, confidence: bool = False) -> Converted:
-    """Translate one scan into files (see the module docstring); ``direction=None`` detects it from the image."""
+                series: str | None = None, confidence: bool = False,
+                confidence_target: Path | None = None,
+                output_format: OutputFormat | str = OutputFormat.NIFTI) -> Converted:
+    """Translate one scan into files (see the module docstring); ``direction=None`` detects it from the image.
+    ``confidence_target`` names the confidence map where the ``_confidence`` sibling would not do (BIDS names)."""
+    output_format = OutputFormat(output_format)
+    if output_format.dicom and image_kind(source) is not ImageKind.DICOM:  # refused before any pixel is read
+        raise MriganxError(source, f"--output-format {output_format.value} writes a DICOM series, which needs a DICOM "
+                                   "input (a series folder or file); use --output-format nifti")
     image = load_image(source, series if source.is_dir() else None)
     direction, note = choose_direction(image, direction)
     target = target_path(source, direction, output, single)
-    if skip_existing and target.exists():
-        return Converted(source, direction, note, skipped=target)
+    dicom_target = sibling(target, "", ImageKind.DICOM)
+    main = [*([target] if output_format.nifti else []), *([dicom_target] if output_format.dicom else [])]
+    if skip_existing and all(path.exists() for path in main):
+        return Converted(source, direction, note, skipped=main[0])
     png_target = sibling(target, "", ImageKind.PNG)
-    confidence_target = sibling(target, "_confidence")
-    planned = [target, *([png_target] if image.kind is ImageKind.PNG else []), *([confidence_target] if confidence else [])]
+    confidence_target = confidence_target or sibling(target, "_confidence")
+    planned = [*main, *([png_target] if image.kind is ImageKind.PNG else []),
+               *([confidence_target] if confidence else [])]
     if not overwrite:
         for path in planned:
             if path.exists():
                 raise MriganxError(path, "exists; pass --overwrite to replace it")
     result = translator.translate(image, direction, batch_size, confidence=confidence)
-    description = f"mriganx {direction.value} synthetic, not a measured image"
+    description = describe(direction)
     written = []
     try:
-        written.append(save_like(result.array, image, target, overwrite=overwrite, description=description))
+        if output_format.nifti:
+            written.append(save_like(result.array, image, target, overwrite=overwrite, description=description))
+        if output_format.dicom:
+            # Windowed on the target contrast's training range: the span the translation was made to fill.
+            written.append(save_dicom_series(result.array, image, dicom_target, overwrite=overwrite,
+                                             description=f"mriganx synthetic {direction.target.upper()}w",
+                                             window=(result.output_range.low, result.output_range.high)))
         if image.kind is ImageKind.PNG:
             # 8 bits hold the translation's own range (the target contrast's training range), never a clipped part.
             low, high = result.output_range.low, result.output_range.high
@@ -123,7 +153,10 @@ def convert_one(translator: Translator, source: Path, *, direction: Direction | 
     except BaseException:
         if not overwrite:  # a scan's outputs appear together or not at all
             for path in written:
-                path.unlink(missing_ok=True)
+                if path.is_dir():  # a DICOM series folder
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
         raise
     return Converted(source, direction, note, written)
 
@@ -169,25 +202,29 @@ def convert(
     inputs: list[Path], model: Path | str | None = None, *, direction: Direction | None = None,
     output: Path | None = None, device: str = "auto", batch_size: int = 8, overwrite: bool = False,
     skip_existing: bool = False, progress: bool = True, series: str | None = None, workers: int = 1,
-    confidence: bool = False,
+    confidence: bool = False, output_format: OutputFormat | str = OutputFormat.NIFTI,
 ) -> ConvertReport:
     """Translate every input; the Python face of ``mriganx convert``.
 
     ``model=None`` uses the shipped default model; ``direction=None`` detects each scan's contrast and translates
-    it into the other. With ``workers > 1`` scans are spread over that many processes, each loading the model once
-    and using an equal share of the CPU threads; every scan is translated exactly as in a serial run.
+    it into the other; ``output_format`` is ``nifti``, ``dicom`` or ``both`` (see the module docstring). With
+    ``workers > 1`` scans are spread over that many processes, each loading the model once and using an equal
+    share of the CPU threads; every scan is translated exactly as in a serial run.
     """
     from tqdm import tqdm
 
     for name, value in (("--batch-size", batch_size), ("--workers", workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MriganxError(None, f"{name} must be a whole number of at least 1, got {value!r}")
+    if output_format not in tuple(f.value for f in OutputFormat):  # a str Enum equals its value, but hashes apart
+        raise MriganxError(None, f"--output-format must be one of nifti, dicom, both, got {output_format!r}")
     model = resolve(model)
     translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
     sources = expand_inputs(inputs)
     report = ConvertReport()
     options = {"direction": direction, "output": output, "single": len(sources) == 1, "batch_size": batch_size,
-               "overwrite": overwrite, "skip_existing": skip_existing, "series": series, "confidence": confidence}
+               "overwrite": overwrite, "skip_existing": skip_existing, "series": series, "confidence": confidence,
+               "output_format": OutputFormat(output_format)}
     jobs: list[Job] = []
     for source, clash in _name_clashes(sources, output).items():
         if clash is None:

@@ -14,11 +14,13 @@ Metadata contract (what every reader returns and every writer relies on)
 - ``header``: for NIfTI, the file's own header (qform/sform matrices and codes, pixdim, units, ...), so that a writer
   can give the output exactly the input's geometry; ``None`` for DICOM and PNG.
 - ``kind``: which reader produced it; ``source``: the path it came from; ``disk_shape``: the array shape in the file
-  (so that a 2D input is written back 2D).
+  (so that a 2D input is written back 2D); ``files``: for DICOM, the files read (the DICOM writer's slice headers).
 
 ``save_like(array, like, path)`` writes ``array`` (same shape as ``like.array``) as NIfTI on ``like``'s grid: for a
 NIfTI input the header is copied (same affine, qform/sform and codes, pixdim, units) with data float32, scl_slope 1
 and scl_inter 0; for DICOM and PNG inputs both qform and sform hold ``like.affine`` with code 1 (scanner).
+``save_dicom_series(array, like, folder)`` writes a DICOM input's translation as a new DICOM series, one file per
+slice, each on its input slice's geometry, in the input's study (written whole into a temporary folder, then renamed).
 Every writer writes to a temporary file in the destination folder and renames it, so a file appears only complete;
 it refuses to overwrite its source image and, unless asked, any existing file.
 
@@ -38,9 +40,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -54,11 +59,13 @@ import pydicom
 import SimpleITK as sitk
 from PIL import Image as PILImage
 
+from mriganx import __version__
 from mriganx.errors import MriganxError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # longest first, so that stripping a suffix takes all of it
 PNG_SUFFIXES = (".png",)
 DICOM_SUFFIXES = (".dcm", ".ima", "")
+DICOM_FOLDER_SUFFIX = "_dicom"  # a DICOM series mriganx writes is a folder, one file per slice
 log = logging.getLogger(__name__)
 # DICOM LPS world coordinates -> NIfTI RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -80,6 +87,7 @@ class Image:
     source: Path
     header: nib.Nifti1Header | None = None
     disk_shape: tuple[int, ...] = ()
+    files: tuple[Path, ...] = ()  # DICOM: the files read (one per slice, or one multi-frame file)
 
 
 def image_kind(path: Path) -> ImageKind | None:
@@ -116,12 +124,15 @@ def image_stem(path: str | Path) -> str:
 
 def output_path(folder: str | Path, stem: str, kind: ImageKind = ImageKind.NIFTI) -> Path:
     """``folder/stem`` with the extension mriganx writes for ``kind``: gzipped NIfTI for volumes, PNG for slices and
-    figures.
+    figures, and for a DICOM series a folder ``stem_dicom`` holding one file per slice (:func:`save_dicom_series`).
 
     >>> output_path("out", "scan_t2").name, output_path("out", "figure", ImageKind.PNG).name
     ('scan_t2.nii.gz', 'figure.png')
+    >>> output_path("out", "scan_t2", ImageKind.DICOM).name
+    'scan_t2_dicom'
     """
-    extension = {ImageKind.NIFTI: NIFTI_SUFFIXES[0], ImageKind.PNG: PNG_SUFFIXES[0]}[kind]
+    extensions = {ImageKind.NIFTI: NIFTI_SUFFIXES[0], ImageKind.PNG: PNG_SUFFIXES[0], ImageKind.DICOM: DICOM_FOLDER_SUFFIX}
+    extension = extensions[kind]
     return Path(folder) / f"{stem}{extension}"
 
 
@@ -129,6 +140,36 @@ def sibling(path: str | Path, suffix: str, kind: ImageKind = ImageKind.NIFTI) ->
     """A file beside ``path`` whose stem carries ``suffix``: ``x_t2.nii.gz`` -> ``x_t2_confidence.nii.gz``."""
     path = Path(path)
     return output_path(path.parent, f"{image_stem(path)}{suffix}", kind)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar of an image (BIDS): the same stem with ``.json``.
+
+    >>> sidecar_path("anat/sub-01_desc-mriganx_T2w.nii.gz").name
+    'sub-01_desc-mriganx_T2w.json'
+    """
+    path = Path(path)
+    return path.parent / f"{image_stem(path)}.json"
+
+
+def save_json(data: dict, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``data`` as indented UTF-8 JSON, atomically (:func:`atomic_output`), keys in the given order."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    with atomic_output(path, overwrite) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def load_json(path: str | Path) -> dict:
+    """A JSON object from a file (a BIDS description or sidecar); anything else is a one-line error."""
+    path = require_exists(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MriganxError(path, f"cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MriganxError(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -346,12 +387,15 @@ def _load_dicom(path: Path, series: str | None = None) -> Image:
         else:
             check_series_geometry(path, [path])
             image = sitk.ReadImage(str(path))
+            files = [str(path)]
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise MriganxError(path, f"cannot read DICOM, the file is corrupt or truncated ({first})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise MriganxError(path, "colour DICOM images are not MR magnitude images")
-    return sitk_to_image(image, path, ImageKind.DICOM)
+    result = sitk_to_image(image, path, ImageKind.DICOM)
+    result.files = tuple(Path(f) for f in files)  # the DICOM writer takes each slice's header from its own file
+    return result
 
 
 def check_series_geometry(where: Path, files: list[Path]) -> None:
@@ -447,7 +491,10 @@ def _remove_stale_parts(path: Path) -> None:
             pid = int(part.name[len(_part_prefix(path)) :].split(".", 1)[0])
             os.kill(pid, 0)
         except ProcessLookupError:
-            part.unlink(missing_ok=True)
+            if part.is_dir() and not part.is_symlink():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
         except (ValueError, PermissionError, OSError):
             continue  # not ours, or a live writer of another user
 
@@ -492,6 +539,48 @@ def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path
         raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it onto ``path`` only if the block finishes: a folder of
+    outputs (a DICOM series, an exported model) appears whole or not at all, as :func:`atomic_output` does for one
+    file. The folder gets the umask's permissions; part folders of dead writers are removed. With ``overwrite`` an
+    existing folder is replaced only after the new one is complete; without it, an existing one is an error. A
+    protected path (an input), or a folder holding one, is never replaced.
+    """
+    path = Path(path)
+    inside = [p for p in protect if path.resolve() == Path(p).resolve() or path.resolve() in Path(p).resolve().parents]
+    if inside:
+        raise MriganxError(path, f"holds the input {inside[0]}; choose another output folder")
+    if path.exists() and not overwrite:
+        raise MriganxError(path, "exists; pass --overwrite to replace it")
+    if path.exists() and not path.is_dir():
+        raise MriganxError(path, "exists and is not a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(path)
+        temporary = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(path)}{os.getpid()}.", dir=parent))
+        os.chmod(temporary, 0o777 & ~_umask())
+    except OSError as exc:
+        raise MriganxError(parent, f"cannot write here ({exc.strerror or exc})") from None
+    try:
+        yield temporary
+        if path.exists():
+            if not overwrite:
+                raise MriganxError(path, "appeared while it was being written; nothing was replaced")
+            old = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(path)}{os.getpid()}.old.", dir=parent))
+            os.replace(path, old / path.name)
+            os.replace(temporary, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(temporary, path)
+    except OSError as exc:
+        raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _move_no_clobber(temporary: Path, path: Path) -> None:
@@ -571,3 +660,161 @@ def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, prote
     with atomic_output(path, overwrite, protect) as temporary:
         PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG")
     return Path(path)
+
+
+class OutputFormat(str, Enum):
+    """Which files a translation is written as: NIfTI (any input), a DICOM series (DICOM inputs only), or both."""
+
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    BOTH = "both"
+
+    @property
+    def nifti(self) -> bool:
+        return self is not OutputFormat.DICOM
+
+    @property
+    def dicom(self) -> bool:
+        return self is not OutputFormat.NIFTI
+
+
+DICOM_STORED_MAX = 65000  # of uint16's 65535: headroom for rounding RescaleSlope to a 16-character DS string
+DICOM_SERIES_NUMBER_OFFSET = 1000  # a derived series is numbered original + 1000, clear of the scanner's numbers
+# Copied from the source slice as they are: patient and study (the series sits in the original's study, for the
+# original's patient), the frame of reference and the slice geometry (it overlays the original exactly). Nothing
+# else is: acquisition parameters (TR, TE, TI, sequence), windows, icons and private tags describe the measured
+# pixels, not the synthetic ones. Groups 0x0010 (patient) and 0x0012 (de-identification, clinical trial) are kept whole.
+_DICOM_KEPT = (
+    "SpecificCharacterSet", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "IssuerOfAccessionNumberSequence", "ReferringPhysicianName", "StudyDescription", "ProcedureCodeSequence",
+    "AdmittingDiagnosesDescription", "Modality", "PatientPosition", "BodyPartExamined", "Laterality",
+    "FrameOfReferenceUID", "PositionReferenceIndicator", "MRAcquisitionType",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+    "SliceLocation",
+)
+
+
+def dicom_rescale(array: np.ndarray) -> tuple[float, float]:
+    """``(RescaleSlope, RescaleIntercept)`` that store ``array`` as unsigned 16-bit integers within half a step,
+    both exactly as their DICOM strings read back. The intercept is 0 for non-negative data (a background of 0 stays
+    exactly 0), else the minimum.
+
+    >>> dicom_rescale(np.array([0.0, 650.0]))
+    (0.01, 0.0)
+    """
+    low, high = float(np.min(array)), float(np.max(array))
+    intercept = float(pydicom.valuerep.format_number_as_ds(min(low, 0.0)))
+    span = high - intercept
+    slope = float(pydicom.valuerep.format_number_as_ds(span / DICOM_STORED_MAX)) if span > 0 else 1.0
+    return slope, intercept
+
+
+def _slice_order(like: Image) -> list[tuple[int, pydicom.Dataset]]:
+    """Each source file's header with the slice ``k`` of ``like.array`` it holds, found from its position on the
+    volume's grid (not from file order), so that every output slice carries its own input slice's geometry."""
+    depth = like.array.shape[2]
+    if len(like.files) != depth:
+        raise MriganxError(like.source, f"{len(like.files)} DICOM file(s) hold {depth} slices (multi-frame?); "
+                                        "a DICOM series is written for one file per slice only")
+    to_voxel = np.linalg.inv(LPS_TO_RAS @ like.affine)
+    ordered: dict[int, pydicom.Dataset] = {}
+    for file in like.files:
+        header = pydicom.dcmread(file, stop_before_pixels=True)
+        if len(header.get("ImagePositionPatient") or []) != 3:
+            raise MriganxError(file, "has no ImagePositionPatient; a DICOM series cannot be placed without it")
+        voxel = to_voxel @ np.append(np.asarray(header.ImagePositionPatient, dtype=np.float64), 1.0)
+        k = int(np.rint(voxel[2]))
+        if np.abs(voxel[:3] - [0, 0, k]).max() > 1e-2 or not 0 <= k < depth or k in ordered:
+            raise MriganxError(file, "this slice does not lie on the volume's grid; cannot write a DICOM series for it")
+        ordered[k] = header
+    return sorted(ordered.items(), key=lambda item: item[0])
+
+
+def _dicom_now() -> tuple[str, str]:
+    now = time.localtime()
+    return time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
+
+
+def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, description: str,
+                      window: tuple[float, float] | None = None, overwrite: bool = False) -> Path:
+    """Write ``array`` (on the grid of ``like``, a DICOM image) as a new DICOM series in ``folder``, one file per
+    slice (``slice-0001.dcm`` ...), so that a PACS viewer shows it next to the original; returns ``folder``.
+
+    Each file is an MR image with new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY``, SeriesDescription
+    ``"<description> from <original SeriesDescription>"`` (64 characters at most), SeriesNumber original + 1000, the
+    patient, study and frame of reference of the original, its own input slice's ImagePositionPatient,
+    ImageOrientationPatient, PixelSpacing and SliceThickness (copied as written) and InstanceNumber, and a
+    SourceImageSequence naming that input slice. Pixels are uint16 with one RescaleSlope/Intercept for the series
+    (:func:`dicom_rescale`): the float values come back within half a rescale step. WindowCenter/Width span
+    ``window`` (default: the minimum to the 99.5th percentile). The folder is written whole or not at all
+    (:func:`atomic_folder`); with ``overwrite`` an existing folder is replaced only if it holds nothing but
+    ``.dcm`` files. Example: ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
+    description="mriganx synthetic T2w")``.
+    """
+    folder = Path(folder)
+    if like.kind is not ImageKind.DICOM or not like.files:
+        raise MriganxError(like.source, "a DICOM series can be written only for a DICOM input (it takes the patient, "
+                                        "study and slice geometry from it); write NIfTI instead")
+    if array.shape != like.array.shape:
+        raise ValueError(f"array shape {array.shape} differs from the input grid {like.array.shape}")
+    if overwrite and folder.is_dir() and any(p.is_dir() or p.suffix.lower() != ".dcm" for p in folder.iterdir()):
+        raise MriganxError(folder, "holds files other than a DICOM series; refusing to replace it")
+    slices = _slice_order(like)
+    values = np.asarray(array, dtype=np.float64)
+    slope, intercept = dicom_rescale(values)
+    stored = np.clip(np.rint((values - intercept) / slope), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    low, high = window if window is not None else (float(values.min()), float(np.percentile(values, 99.5)))
+    width = max(high - low, slope)
+    series_uid = pydicom.uid.generate_uid()
+    first = slices[0][1]
+    original_number = int(first.get("SeriesNumber") or 0)
+    original_description = str(first.get("SeriesDescription", "")).strip()
+    date, clock = _dicom_now()
+    series_description = (f"{description} from {original_description}" if original_description else description)[:64]
+    digits = max(4, len(str(len(slices))))
+    with atomic_folder(folder, overwrite, protect=like.files) as temporary:
+        for k, source in slices:
+            ds = pydicom.Dataset()
+            for element in source:
+                if element.tag.group in (0x0010, 0x0012) or element.keyword in _DICOM_KEPT:
+                    ds.add(element)
+            ds.SOPClassUID = pydicom.uid.MRImageStorage
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.SeriesInstanceUID = series_uid
+            ds.SeriesNumber = original_number + DICOM_SERIES_NUMBER_OFFSET
+            ds.InstanceNumber = int(source.get("InstanceNumber") or k + 1)  # as the original: viewers sync by it
+            ds.SeriesDescription = series_description
+            ds.ImageType = ["DERIVED", "SECONDARY"]
+            ds.DerivationDescription = (f"{description}: computed by mriganx {__version__} from series "
+                                        f"{original_number} ({first.SeriesInstanceUID}); not a measured image")[:1024]
+            ds.ImageComments = "SYNTHETIC image (mriganx), not a measured image"
+            reference = pydicom.Dataset()
+            reference.ReferencedSOPClassUID = source.SOPClassUID
+            reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            ds.SourceImageSequence = [reference]
+            ds.Modality = "MR"
+            ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "mriganx", "mriganx", __version__
+            ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = date
+            ds.InstanceCreationTime = ds.SeriesTime = ds.ContentTime = clock
+            # MR image module: type 1 values that claim no sequence (RM: research mode), type 2 values left empty.
+            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "RM", "NONE", ""
+            ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = None, None, None
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.Rows, ds.Columns = stored.shape[1], stored.shape[0]
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.RescaleSlope = pydicom.valuerep.format_number_as_ds(slope)
+            ds.RescaleIntercept = pydicom.valuerep.format_number_as_ds(intercept)
+            ds.RescaleType = "US"
+            ds.WindowCenter = pydicom.valuerep.format_number_as_ds((low + high) / 2)
+            ds.WindowWidth = pydicom.valuerep.format_number_as_ds(width)
+            if width < 1:  # LINEAR needs a width of at least 1; LINEAR_EXACT takes any positive width
+                ds.VOILUTFunction = "LINEAR_EXACT"
+            ds.WindowCenterWidthExplanation = "mriganx"
+            # Array axes are (column, row, slice); DICOM stores rows of columns.
+            ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<u2").tobytes()
+            ds.file_meta = pydicom.dataset.FileMetaDataset()
+            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+            ds.save_as(temporary / f"slice-{k + 1:0{digits}d}.dcm", enforce_file_format=True)
+    return folder

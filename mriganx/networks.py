@@ -6,6 +6,8 @@
 - :func:`patch_discriminator`: MONAI's ``PatchDiscriminator`` as the 70x70 PatchGAN with instance norm.
 - :func:`build_generator` / :func:`build_critic`: both from a :class:`~mriganx.config.ModelConfig`, with one input
   channel per slice of the (2.5D) stack.
+- :class:`TwoWayGenerator`: both directions in one module, the network of an exported model (a MONAI bundle's
+  ``network_def``, its TorchScript ``model.ts``).
 - :func:`masked`: the background rule every generator output goes through, in training and inference alike.
 
 >>> import torch
@@ -130,6 +132,26 @@ def build_generator(config: ModelConfig) -> nn.Module:
             head_kernel=config.head_kernel,
         ))
     raise ValueError(f"unknown generator {config.generator}")
+
+
+class TwoWayGenerator(nn.Module):
+    """Both generators of a model in one module: ``forward(x)`` translates T1w -> T2w, ``forward(x, reverse=True)``
+    T2w -> T1w. Scriptable (``torch.jit.script``), so one TorchScript file holds the whole model.
+
+    >>> from mriganx.config import load_config
+    >>> net = TwoWayGenerator(load_config("smoke").model)
+    >>> net(torch.zeros(2, 1, 16, 20), reverse=True).shape
+    torch.Size([2, 1, 16, 20])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        # Named attributes, not a dict keyed by direction: TorchScript cannot index modules by a runtime value.
+        self.t1_to_t2 = build_generator(config)
+        self.t2_to_t1 = build_generator(config)
+
+    def forward(self, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        return self.t2_to_t1(x) if reverse else self.t1_to_t2(x)
 
 
 def build_critic(config: ModelConfig) -> nn.Module:

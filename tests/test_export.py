@@ -1,0 +1,209 @@
+"""``mriganx export``: TorchScript, ONNX (checked with onnxruntime) and a MONAI bundle run by MONAI's own runner,
+each against mriganx's own translation; and the folder appearing whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from nibabel.testing import data_path
+from typer.testing import CliRunner
+
+from mriganx.cli import app
+from mriganx.config import DataConfig, Direction, ExportFormat
+from mriganx.export import example_input, export_model, generator
+from mriganx.io import load_image
+from mriganx.modelfile import ModelFile, default_model
+from mriganx.slices import network_view
+from tests.helpers import assert_one_line_error, write_nifti
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+REAL_ANATOMY = Path(data_path) / "anatomical.nii"  # a real T1w brain that nibabel ships (33x41x25, 2 mm)
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model in ONNX (both directions; the slowest export, done once)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    return export_model(None, ExportFormat.ONNX, tmp_path_factory.mktemp("export") / "onnx")[0].parent
+
+
+def real_slices(model: ModelFile) -> torch.Tensor:
+    """A real scan as the networks see it: ``(n, 1, rows, cols)``, padded to the multiple the network needs."""
+    view = network_view(load_image(REAL_ANATOMY), model.data)
+    slices = torch.from_numpy(view.slices)[:, None]
+    rows, cols = slices.shape[2:]
+    multiple = model.data.pad_multiple
+    return torch.nn.functional.pad(slices, (0, (-cols) % multiple, 0, (-rows) % multiple), value=-1.0)
+
+
+def test_torchscript_files_match_the_generators(smoke_model: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(smoke_model), "--format", "torchscript", "-o", str(tmp_path / "ts")])
+    assert result.exit_code == 0, result.output
+    model = ModelFile.load(smoke_model)
+    x = example_input(model, batch=3, size=(40, 28))
+    for direction in Direction:
+        extra = {"mriganx.json": ""}
+        scripted = torch.jit.load(str(tmp_path / "ts" / f"{direction.value}.ts"), _extra_files=extra)
+        out = scripted(x)
+        assert out.shape == x.shape
+        assert torch.allclose(out, generator(model, direction)(x), atol=1e-6)
+        assert json.loads(extra["mriganx.json"])["output"]["intensity"]["t2"] == model.intensity["t2"].to_list()
+
+
+def test_onnx_matches_torch_on_real_slices(onnx_export: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    model = ModelFile.load(default_model())
+    slices = real_slices(model)
+    for direction in Direction:
+        path = onnx_export / f"{direction.value}.onnx"
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        with torch.inference_mode():
+            expected = generator(model, direction)(slices).numpy()
+        got = session.run(None, {"slices": slices.numpy()})[0]
+        assert got.shape == expected.shape
+        assert float(np.abs(got - expected).max()) <= 1e-4
+        # Dynamic axes: another batch size and slice size in the same file.
+        small = slices[:3, :, :32, :48].numpy()
+        assert session.run(None, {"slices": small})[0].shape == small.shape
+        meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert json.loads(meta["mriganx"])["model"]["weights_sha256"] == model.weights_sha256()
+
+
+def test_onnx_example_in_the_docs_matches_convert(onnx_export: Path, tmp_path: Path) -> None:
+    """docs/examples/onnx_translate.py (numpy + onnxruntime, no mriganx) gives mriganx convert's numbers wherever
+    its plain-threshold head mask agrees with mriganx's."""
+    from mriganx.synthetic import write_subjects
+
+    scan = write_subjects(tmp_path / "scan", 1, seed=3, shape=(72, 84, 24), spacing=1.0)[0]["t1"]
+    example = runpy.run_path(str(REPO / "docs" / "examples" / "onnx_translate.py"))
+    example["translate"](onnx_export, scan, tmp_path / "onnx_t2.nii.gz", "t1-to-t2")
+    result = runner.invoke(app, ["convert", str(scan), "--direction", "t1-to-t2", "-o", str(tmp_path / "convert_t2.nii.gz")])
+    assert result.exit_code == 0, result.output
+    ours, theirs = nib.load(tmp_path / "onnx_t2.nii.gz"), nib.load(tmp_path / "convert_t2.nii.gz")
+    assert np.allclose(ours.affine, theirs.affine)
+    a, b = ours.get_fdata(), theirs.get_fdata()
+    background = b.min()
+    both = (a > background) & (b > background)
+    assert ((a > background) != (b > background)).mean() < 0.01
+    assert np.abs(a - b)[both].max() <= 1e-4 * (b.max() - background)
+
+
+def bundle_run(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+               "--bundle_root", str(bundle), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_monai_bundle_runs_with_monais_runner_and_matches_convert(smoke_model: Path, phantom_dirs: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    pytest.importorskip("fire")
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", str(smoke_model), "-f", "monai-bundle", "-o", str(bundle)])
+    assert result.exit_code == 0, result.output
+    for name in ("configs/metadata.json", "configs/inference.json", "models/model.pt", "models/model.ts",
+                 "docs/README.md", "LICENSE"):
+        assert (bundle / name).is_file(), name
+
+    # Two scans with different geometry: the phantom (RAS, codes 1/1) and an LPS copy with sform code 2, qform 0.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    held = nib.load(phantom_dirs["held_t1"])
+    write_nifti(scans / "a_T1w.nii.gz", held.get_fdata(), held.affine)
+    nx, ny = held.shape[:2]
+    reversed_xy = np.array([[-1.0, 0, 0, nx - 1], [0, -1, 0, ny - 1], [0, 0, 1, 0], [0, 0, 0, 1]])  # new index -> old
+    write_nifti(scans / "b_T1w.nii.gz", held.get_fdata()[::-1, ::-1].copy(), held.affine @ reversed_xy,
+                qform_code=0, sform_code=2)
+    for direction in Direction:
+        out = tmp_path / f"bundle-{direction.value}"
+        run = bundle_run(bundle, "--input_dir", str(scans), "--output_dir", str(out), "--direction", direction.value)
+        assert run.returncode == 0, run.stderr[-2000:]
+        converted = tmp_path / f"convert-{direction.value}"
+        result = runner.invoke(app, ["convert", str(scans), "-m", str(smoke_model), "--direction", direction.value,
+                                     "-o", str(converted)])
+        assert result.exit_code == 0, result.output
+        for source in sorted(scans.iterdir()):
+            name = source.name.replace(".nii.gz", f"_{direction.target}.nii.gz")
+            ours, theirs = nib.load(out / name), nib.load(converted / name)
+            assert ours.shape == nib.load(source).shape
+            assert np.array_equal(ours.affine, theirs.affine)
+            assert ours.header.get_qform(coded=True)[1] == nib.load(source).header.get_qform(coded=True)[1]
+            assert ours.header.get_sform(coded=True)[1] == nib.load(source).header.get_sform(coded=True)[1]
+            assert np.abs(ours.get_fdata() - theirs.get_fdata()).max() <= 1e-4
+
+
+def test_bundle_metadata_and_torchscript_network(smoke_model: Path, tmp_path: Path) -> None:
+    """MONAI's verify_metadata fetches the schema over the network, so the fields the model zoo requires are
+    checked here, and the TorchScript network's input and output shapes."""
+    bundle = export_model(smoke_model, ExportFormat.MONAI_BUNDLE, tmp_path / "bundle")[0].parents[1]
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    for key in ("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
+                "required_packages_version", "name", "task", "description", "authors", "copyright", "intended_use",
+                "references", "license", "network_data_format"):
+        assert meta.get(key), key
+    assert meta["version"] in meta["changelog"]
+    assert "mriganx" in meta["required_packages_version"]
+    model = ModelFile.load(smoke_model)
+    for side in ("inputs", "outputs"):
+        (tensor,) = meta["network_data_format"][side].values()
+        assert tensor["num_channels"] == model.model.channels and tensor["value_range"] == [-1, 1]
+        assert {"type", "format", "modality", "spatial_shape", "dtype", "is_patch_data", "channel_def"} <= set(tensor)
+    scripted = torch.jit.load(str(bundle / "models" / "model.ts"))
+    x = example_input(model, batch=2, size=(32, 44))
+    assert scripted(x).shape == x.shape
+    assert torch.allclose(scripted(x, True), generator(model, Direction.T2_TO_T1)(x), atol=1e-6)
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert {"input_dir", "output_dir", "direction", "network_def", "run"} <= set(config)
+
+
+def test_export_is_whole_or_nothing(smoke_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mriganx.export as export
+
+    out = tmp_path / "exported"
+
+    def broken(model: ModelFile, folder: Path) -> list[Path]:
+        (folder / "t1-to-t2.ts").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(export.WRITERS, ExportFormat.TORCHSCRIPT, broken)
+    result = runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", str(out)])
+    assert_one_line_error(result, str(out), "No space left")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a part folder
+
+    monkeypatch.undo()
+    assert runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", str(out)]).exit_code == 0
+    before = (out / "t1-to-t2.ts").read_bytes()
+    assert_one_line_error(runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", str(out)]), "exists")
+    assert (out / "t1-to-t2.ts").read_bytes() == before
+    assert runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", str(out), "--overwrite"]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_export_refuses_a_bad_model(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    assert_one_line_error(runner.invoke(app, ["export", str(bad), "-o", str(tmp_path / "out")]), str(bad))
+    assert not (tmp_path / "out").exists()
+
+
+def test_boundary_describes_the_preprocessing(smoke_model: Path) -> None:
+    from mriganx.export import boundary
+
+    model = ModelFile.load(smoke_model)
+    edge = boundary(model)
+    assert edge["input"]["height_width_multiple"] == model.data.pad_multiple == DataConfig().pad_multiple
+    assert edge["input"]["upper_percentile"] == model.data.upper_percentile
+    assert edge["output"]["intensity"]["t1"] == model.intensity["t1"].to_list()
