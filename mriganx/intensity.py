@@ -69,31 +69,45 @@ def denormalise(array: np.ndarray, rng: IntensityRange) -> np.ndarray:
 
 
 def head_mask(slices: np.ndarray, threshold: float = 0.01, min_area: int = 16) -> np.ndarray:
-    """Boolean head mask of normalised slices ``(n, rows, cols)`` (see the module docstring)."""
+    """Boolean head mask of normalised slices ``(n, rows, cols)`` (see the module docstring).
+
+    Each slice is its own 2D problem (4-connected components), but all are labelled in one SimpleITK call: the
+    slices are stacked with an empty plane between neighbours, so no component reaches across slices and the
+    result is the slice-by-slice one (``tests/test_intensity.py`` checks it), without a few hundred calls per volume.
+    """
     signal = slices > (-1.0 + 2.0 * threshold)
-    masks = np.zeros_like(signal)
-    for index, plane in enumerate(signal):
-        if not plane.any():
-            continue
-        image = sitk.GetImageFromArray(plane.astype(np.uint8))
-        kept = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image), minimumObjectSize=min_area) > 0)
-        masks[index] = fill_holes(kept.astype(bool))
-    return masks
+    if not signal.any():
+        return np.zeros_like(signal)
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(_separated(signal).astype(np.uint8)))
+    kept = sitk.GetArrayFromImage(sitk.RelabelComponent(labels, minimumObjectSize=min_area) > 0)[::2].astype(bool)
+    return fill_holes(kept)
+
+
+def _separated(stack: np.ndarray, fill: bool = False) -> np.ndarray:
+    """``(n, rows, cols)`` -> ``(2n - 1, rows, cols)`` with a plane of ``fill`` between neighbouring slices."""
+    out = np.full((2 * len(stack) - 1, *stack.shape[1:]), fill, dtype=stack.dtype)
+    out[::2] = stack
+    return out
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """A 2D mask with every background region that does not reach the border filled: what SimpleITK's
-    ``BinaryFillhole`` does (4-connected background), by labelling the background once instead of reconstructing
-    it, which on a noisy slice with thousands of small holes is about a hundred times faster.
+    """A 2D mask (or a stack of them, ``(n, rows, cols)``, each slice on its own) with every background region that
+    does not reach the border filled: what SimpleITK's ``BinaryFillhole`` does (4-connected background), by
+    labelling the background once instead of reconstructing it, which on a noisy slice with thousands of small
+    holes is about a hundred times faster.
 
     >>> ring = np.zeros((5, 5), bool); ring[1:4, 1:4] = True; ring[2, 2] = False
     >>> bool(fill_holes(ring)[2, 2]), bool(fill_holes(ring)[0, 0])
     (True, False)
     """
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray((~mask).astype(np.uint8))))
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = np.isin(labels, border[border > 0])
-    return ~outside
+    stack = mask[None] if mask.ndim == 2 else mask
+    # The planes between slices count as foreground here, so background never connects two slices either.
+    background = _separated(~stack, fill=False)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(background.astype(np.uint8))))
+    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(),
+                                       labels[:, :, -1].ravel()]))
+    outside = np.isin(labels[::2], border[border > 0])
+    return (~outside)[0] if mask.ndim == 2 else ~outside
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,23 @@ def test_fill_holes_equals_simpleitks_binary_fillhole() -> None:
         mask = rng.random((48, 56)) < density
         expected = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(bool)
         assert np.array_equal(fill_holes(mask), expected)
+
+
+def test_head_mask_is_the_slice_by_slice_mask() -> None:
+    """All slices labelled at once give each slice's own 2D answer: components and holes never cross slices."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(1)
+    slices = np.where(rng.random((6, 40, 36)) < 0.45, 1.0, -1.0).astype(np.float32)
+    slices[2] = -1.0  # an empty slice between busy ones
+    slices[4, 5:30, 5:30] = 1.0  # a big blob with a hole, above and below noise
+    slices[4, 12:20, 12:20] = -1.0
+    expected = []
+    for plane in slices > -0.98:
+        if not plane.any():
+            expected.append(np.zeros_like(plane))
+            continue
+        kept = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(plane.astype(np.uint8))), minimumObjectSize=16) > 0
+        expected.append(sitk.GetArrayFromImage(sitk.BinaryFillhole(kept)).astype(bool))
+    assert np.array_equal(head_mask(slices), np.stack(expected))
+    assert head_mask(slices)[4, 15, 15]  # the hole is filled
