@@ -20,10 +20,11 @@ from typing import Annotated, Any
 
 import typer
 
-from mriganx.config import Config, Direction, ExportFormat, IntensityScale, Precision, changed_settings, load_config, override
+from mriganx.config import (
+    Config, Direction, ExportFormat, IntensityScale, OutputFormat, Precision, changed_settings, load_config, override,
+)
 from mriganx.errors import MriganxError
 from mriganx.frame import MNI_SHAPE
-from mriganx.io import OutputFormat
 
 app = typer.Typer(
     name="mriganx",

@@ -55,6 +55,22 @@ class ExportFormat(str, Enum):
     ONNX = "onnx"
 
 
+class OutputFormat(str, Enum):
+    """Which files a translation is written as: NIfTI (any input), a DICOM series (DICOM inputs only), or both."""
+
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    BOTH = "both"
+
+    @property
+    def nifti(self) -> bool:
+        return self is not OutputFormat.DICOM
+
+    @property
+    def dicom(self) -> bool:
+        return self is not OutputFormat.NIFTI
+
+
 class Precision(str, Enum):
     AUTO = "auto"
     FP32 = "fp32"

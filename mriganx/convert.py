@@ -5,7 +5,7 @@ Output naming: ``<name>_t2`` (or ``_t1``) as gzipped NIfTI beside the input or i
 ``<name>_t2_confidence`` on the same grid (higher = less trustworthy; see
 :meth:`mriganx.inference.Translator.confidence_slices`). For a DICOM input, ``output_format`` ``dicom`` (or
 ``both``) writes the translation as a new DICOM series instead of (or beside) the NIfTI: a folder ``<name>_t2_dicom``
-holding one file per slice, in the original's study with its slice geometry (:func:`mriganx.io.save_dicom_series`);
+holding one file per slice, in the original's study with its slice geometry (:func:`mriganx.dicom.save_dicom_series`);
 the confidence map stays NIfTI. Every file (and every DICOM folder) is written atomically; an
 existing output is kept unless ``overwrite``; an input is never overwritten. One scan that fails does not stop the
 others: its error is collected and reported.
@@ -30,13 +30,14 @@ from typing import Any
 
 import torch
 
-from mriganx.config import Direction
+from mriganx.config import Direction, OutputFormat
 from mriganx.errors import MriganxError
 from mriganx.contrast import detect_contrast
+from mriganx.dicom import save_dicom_series
 from mriganx.inference import Translator
 from mriganx.io import (
-    Image, ImageKind, OutputFormat, find_images, image_kind, image_stem, is_nifti_name, load_image, output_path,
-    require_exists, save_dicom_series, save_like, save_png, sibling, to_uint8,
+    Image, ImageKind, find_images, image_kind, image_stem, is_nifti_name, load_image, output_path, require_exists,
+    save_like, save_png, sibling, to_uint8,
 )
 from mriganx.modelfile import resolve
 

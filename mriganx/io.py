@@ -1,4 +1,6 @@
-"""Reading and writing images: the only module that knows file formats.
+"""Reading and writing images: the only module that knows file formats and file names. The DICOM series itself
+(reading one onto a regular grid, writing a translation back as a new series) is :mod:`mriganx.dicom`, to which
+:func:`load_image` and :func:`image_kind` hand DICOM paths.
 
 Metadata contract (what every reader returns and every writer relies on)
 -----------------------------------------------------------------------
@@ -8,9 +10,9 @@ Metadata contract (what every reader returns and every writer relies on)
   DICOM image) has ``k == 1``. Intensities are the stored values after the file's own rescaling (NIfTI
   ``scl_slope/scl_inter``, DICOM ``RescaleSlope/Intercept``). They are finite: NaN or Inf is refused.
 - ``affine``: 4x4 ``float64`` mapping voxel indices ``(i, j, k, 1)`` to world millimetres in RAS+ (x to the patient's
-  Right, y Anterior, z Superior), the convention of NIfTI and nibabel. DICOM's LPS is converted here, once.
-  For a PNG, which has no geometry, the affine is a nominal 1 mm grid already in the slice frame (see
-  :mod:`mriganx.frame`): rows run anterior -> posterior, columns run from the patient's right to left.
+  Right, y Anterior, z Superior), the convention of NIfTI and nibabel. DICOM's LPS is converted once, when it is
+  read (:mod:`mriganx.dicom`). For a PNG, which has no geometry, the affine is a nominal 1 mm grid already in the
+  slice frame (see :mod:`mriganx.frame`): rows run anterior -> posterior, columns run from the patient's right to left.
 - ``header``: for NIfTI, the file's own header (qform/sform matrices and codes, pixdim, units, ...), so that a writer
   can give the output exactly the input's geometry; ``None`` for DICOM and PNG.
 - ``kind``: which reader produced it; ``source``: the path it came from; ``disk_shape``: the array shape in the file
@@ -19,10 +21,9 @@ Metadata contract (what every reader returns and every writer relies on)
 ``save_like(array, like, path)`` writes ``array`` (same shape as ``like.array``) as NIfTI on ``like``'s grid: for a
 NIfTI input the header is copied (same affine, qform/sform and codes, pixdim, units) with data float32, scl_slope 1
 and scl_inter 0; for DICOM and PNG inputs both qform and sform hold ``like.affine`` with code 1 (scanner).
-``save_dicom_series(array, like, folder)`` writes a DICOM input's translation as a new DICOM series, one file per
-slice, each on its input slice's geometry, in the input's study (written whole into a temporary folder, then renamed).
-Every writer writes to a temporary file in the destination folder and renames it, so a file appears only complete;
-it refuses to overwrite its source image and, unless asked, any existing file.
+A DICOM input's translation can also be written as a new DICOM series (:func:`mriganx.dicom.save_dicom_series`).
+Every writer writes to a temporary file (or folder, :func:`atomic_folder`) in the destination folder and renames it,
+so an output appears only complete; it refuses to overwrite its source image and, unless asked, any existing file.
 
 >>> import numpy as np, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -45,7 +46,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -55,11 +55,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
-import SimpleITK as sitk
 from PIL import Image as PILImage
 
-from mriganx import __version__
 from mriganx.errors import MriganxError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # longest first, so that stripping a suffix takes all of it
@@ -67,8 +64,6 @@ PNG_SUFFIXES = (".png",)
 DICOM_SUFFIXES = (".dcm", ".ima", "")
 DICOM_FOLDER_SUFFIX = "_dicom"  # a DICOM series mriganx writes is a folder, one file per slice
 log = logging.getLogger(__name__)
-# DICOM LPS world coordinates -> NIfTI RAS: negate x and y.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 class ImageKind(str, Enum):
@@ -92,6 +87,10 @@ class Image:
 
 def image_kind(path: Path) -> ImageKind | None:
     """What reader a path needs, or ``None`` if it is not an image this tool reads."""
+    # Imported here, not at the top: mriganx.dicom imports Image, ImageKind and the atomic writers from this module,
+    # so a module-level import either way round would be a cycle. io uses it only to dispatch (here and load_image).
+    from mriganx.dicom import _is_dicom
+
     name = path.name.lower()
     if path.is_dir():
         return ImageKind.DICOM if any(_is_dicom(p) for p in sorted(path.iterdir())[:50] if p.is_file()) else None
@@ -124,7 +123,8 @@ def image_stem(path: str | Path) -> str:
 
 def output_path(folder: str | Path, stem: str, kind: ImageKind = ImageKind.NIFTI) -> Path:
     """``folder/stem`` with the extension mriganx writes for ``kind``: gzipped NIfTI for volumes, PNG for slices and
-    figures, and for a DICOM series a folder ``stem_dicom`` holding one file per slice (:func:`save_dicom_series`).
+    figures, and for a DICOM series a folder ``stem_dicom`` holding one file per slice
+    (:func:`mriganx.dicom.save_dicom_series`).
 
     >>> output_path("out", "scan_t2").name, output_path("out", "figure", ImageKind.PNG).name
     ('scan_t2.nii.gz', 'figure.png')
@@ -218,6 +218,8 @@ def require_exists(path: str | Path) -> Path:
 
 def load_image(path: str | Path, series: str | None = None) -> Image:
     """Read a NIfTI file, a DICOM file or series folder, or an 8-bit PNG slice (see the module docstring)."""
+    from mriganx.dicom import _load_dicom  # not at the top: mriganx.dicom imports this module (see image_kind)
+
     path = require_exists(path)
     kind = image_kind(path)
     if kind is None:
@@ -344,132 +346,6 @@ def _load_png(path: Path) -> Image:
     # Rows run anterior -> posterior and columns from the patient's right to left (the slice frame), 1 mm nominal.
     affine = np.array([[0.0, -1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     return Image(pixels[..., None], affine, ImageKind.PNG, path, None, pixels.shape)
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.name.startswith(".") or path.suffix.lower() not in DICOM_SUFFIXES:
-        return False
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def dicom_series(folder: Path) -> dict[str, list[str]]:
-    """The DICOM series in a folder: SeriesInstanceUID -> file names ordered along the slice normal."""
-    reader = sitk.ImageSeriesReader()
-    return {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in reader.GetGDCMSeriesIDs(str(folder))}
-
-
-def _load_dicom(path: Path, series: str | None = None) -> Image:
-    # SimpleITK (GDCM) rather than MONAI's PydicomReader: GDCM orders a series by ImagePositionPatient projected on
-    # the slice normal and takes the slice spacing from those positions, not from SliceThickness, which is what
-    # dcm2niix does too; MONAI's ITKReader would do the same but needs `itk`, which is not in our stack.
-    try:
-        if path.is_dir():
-            found = dicom_series(path)
-            if not found:
-                files = [p for p in sorted(path.iterdir()) if _is_dicom(p)]
-                if len(files) == 1:
-                    return _load_dicom(files[0])  # names the file and its problem
-                raise MriganxError(path, f"folder holds {len(files)} DICOM files but no readable series; are they corrupt or truncated?")
-            if series is None and len(found) > 1:
-                raise MriganxError(path, f"folder holds {len(found)} DICOM series; pick one with --series: {', '.join(found)}")
-            if series is not None and series not in found:
-                raise MriganxError(path, f"no series {series}; the folder holds: {', '.join(found)}")
-            files = found[series or next(iter(found))]
-            check_series_geometry(path, [Path(f) for f in files])
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        else:
-            check_series_geometry(path, [path])
-            image = sitk.ReadImage(str(path))
-            files = [str(path)]
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise MriganxError(path, f"cannot read DICOM, the file is corrupt or truncated ({first})") from None
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise MriganxError(path, "colour DICOM images are not MR magnitude images")
-    result = sitk_to_image(image, path, ImageKind.DICOM)
-    result.files = tuple(Path(f) for f in files)  # the DICOM writer takes each slice's header from its own file
-    return result
-
-
-def check_series_geometry(where: Path, files: list[Path]) -> None:
-    """Refuse a DICOM series whose slices do not lie on one regular grid, before any pixel is read.
-
-    A volume written on a uniform grid from such slices would put some of them where they are not (dcm2niix splits
-    or warns in these cases): several orientations (a localizer mixed in), different matrices or pixel sizes,
-    missing positions or pixel sizes, two slices at one position, or uneven gaps (missing slices).
-    """
-    headers = []
-    for file in files:
-        try:
-            headers.append(pydicom.dcmread(file, stop_before_pixels=True))
-        except (pydicom.errors.InvalidDicomError, OSError, EOFError) as exc:
-            raise MriganxError(file, f"cannot read DICOM, the file is corrupt or truncated ({exc})") from None
-    matrices = {(int(getattr(h, "Rows", 0)), int(getattr(h, "Columns", 0))) for h in headers}
-    if len(matrices) > 1:
-        sizes = " and ".join(f"{r}x{c}" for r, c in sorted(matrices))
-        raise MriganxError(where, f"slices have different matrix sizes ({sizes}); they are not one volume: split them")
-    spacings = []
-    for file, header in zip(files, headers):
-        value = getattr(header, "PixelSpacing", None)
-        if value is None or len(value) != 2 or min(float(v) for v in value) <= 0:
-            raise MriganxError(file, f"PixelSpacing is {'missing' if value is None else list(value)}; the pixel size is unknown")
-        spacings.append([float(v) for v in value])
-    if np.ptp(np.array(spacings), axis=0).max() > 1e-4:
-        raise MriganxError(where, "slices have different pixel sizes (PixelSpacing); they are not one volume: split them")
-    if len(headers) == 1:
-        return
-    orientations = []
-    positions = []
-    for file, header in zip(files, headers):
-        iop, ipp = getattr(header, "ImageOrientationPatient", None), getattr(header, "ImagePositionPatient", None)
-        if iop is None or len(iop) != 6 or ipp is None or len(ipp) != 3:
-            missing = "ImageOrientationPatient" if iop is None or len(iop) != 6 else "ImagePositionPatient"
-            raise MriganxError(file, f"has no {missing}; where this slice lies is unknown")
-        orientations.append([float(v) for v in iop])
-        positions.append([float(v) for v in ipp])
-    orientations_array = np.array(orientations)
-    if np.ptp(orientations_array, axis=0).max() > 1e-4:
-        count = len({tuple(np.round(o, 3)) for o in orientations})
-        raise MriganxError(where, f"slices have {count} different orientations (a localizer or another series mixed in?); "
-                                  "split them into one folder per orientation")
-    normal = np.cross(orientations_array[0, :3], orientations_array[0, 3:])
-    depth = np.sort(np.array(positions) @ normal)
-    gaps = np.diff(depth)
-    if gaps.min() < 1e-3:
-        raise MriganxError(where, "two slices lie at one position (duplicates, several echoes or time points?); "
-                                  "split them into one folder per volume")
-    usual = float(np.median(gaps))
-    if gaps.max() - gaps.min() > max(0.01 * usual, 1e-3):
-        raise MriganxError(where, f"slices are unevenly spaced (gaps from {gaps.min():.2f} to {gaps.max():.2f} mm, "
-                                  f"usually {usual:.2f}): missing slices? A regular grid would misplace them")
-
-
-def sitk_to_image(image: sitk.Image, source: Path, kind: ImageKind) -> Image:
-    """Wrap a SimpleITK image (LPS, (z, y, x) arrays) as an :class:`Image` (RAS, (i, j, k) arrays)."""
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    dim = image.GetDimension()
-    array = np.transpose(array, tuple(range(dim))[::-1])
-    spacing = np.array(image.GetSpacing(), dtype=np.float64)
-    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    origin = np.array(image.GetOrigin(), dtype=np.float64)
-    if dim == 2:
-        array = array[..., None]
-        direction = np.block([[direction, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]])
-        # A lone 2D slice has no through-plane direction in ITK; the in-plane cross product gives the slice normal.
-        direction[:, 2] = np.cross(direction[:, 0], direction[:, 1])
-        spacing = np.append(spacing, 1.0)
-        origin = np.append(origin, 0.0)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * spacing
-    lps[:3, 3] = origin
-    return Image(array, LPS_TO_RAS @ lps, kind, source, None, array.shape)
 
 
 def _umask() -> int:
@@ -660,161 +536,3 @@ def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, prote
     with atomic_output(path, overwrite, protect) as temporary:
         PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG")
     return Path(path)
-
-
-class OutputFormat(str, Enum):
-    """Which files a translation is written as: NIfTI (any input), a DICOM series (DICOM inputs only), or both."""
-
-    NIFTI = "nifti"
-    DICOM = "dicom"
-    BOTH = "both"
-
-    @property
-    def nifti(self) -> bool:
-        return self is not OutputFormat.DICOM
-
-    @property
-    def dicom(self) -> bool:
-        return self is not OutputFormat.NIFTI
-
-
-DICOM_STORED_MAX = 65000  # of uint16's 65535: headroom for rounding RescaleSlope to a 16-character DS string
-DICOM_SERIES_NUMBER_OFFSET = 1000  # a derived series is numbered original + 1000, clear of the scanner's numbers
-# Copied from the source slice as they are: patient and study (the series sits in the original's study, for the
-# original's patient), the frame of reference and the slice geometry (it overlays the original exactly). Nothing
-# else is: acquisition parameters (TR, TE, TI, sequence), windows, icons and private tags describe the measured
-# pixels, not the synthetic ones. Groups 0x0010 (patient) and 0x0012 (de-identification, clinical trial) are kept whole.
-_DICOM_KEPT = (
-    "SpecificCharacterSet", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-    "IssuerOfAccessionNumberSequence", "ReferringPhysicianName", "StudyDescription", "ProcedureCodeSequence",
-    "AdmittingDiagnosesDescription", "Modality", "PatientPosition", "BodyPartExamined", "Laterality",
-    "FrameOfReferenceUID", "PositionReferenceIndicator", "MRAcquisitionType",
-    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-    "SliceLocation",
-)
-
-
-def dicom_rescale(array: np.ndarray) -> tuple[float, float]:
-    """``(RescaleSlope, RescaleIntercept)`` that store ``array`` as unsigned 16-bit integers within half a step,
-    both exactly as their DICOM strings read back. The intercept is 0 for non-negative data (a background of 0 stays
-    exactly 0), else the minimum.
-
-    >>> dicom_rescale(np.array([0.0, 650.0]))
-    (0.01, 0.0)
-    """
-    low, high = float(np.min(array)), float(np.max(array))
-    intercept = float(pydicom.valuerep.format_number_as_ds(min(low, 0.0)))
-    span = high - intercept
-    slope = float(pydicom.valuerep.format_number_as_ds(span / DICOM_STORED_MAX)) if span > 0 else 1.0
-    return slope, intercept
-
-
-def _slice_order(like: Image) -> list[tuple[int, pydicom.Dataset]]:
-    """Each source file's header with the slice ``k`` of ``like.array`` it holds, found from its position on the
-    volume's grid (not from file order), so that every output slice carries its own input slice's geometry."""
-    depth = like.array.shape[2]
-    if len(like.files) != depth:
-        raise MriganxError(like.source, f"{len(like.files)} DICOM file(s) hold {depth} slices (multi-frame?); "
-                                        "a DICOM series is written for one file per slice only")
-    to_voxel = np.linalg.inv(LPS_TO_RAS @ like.affine)
-    ordered: dict[int, pydicom.Dataset] = {}
-    for file in like.files:
-        header = pydicom.dcmread(file, stop_before_pixels=True)
-        if len(header.get("ImagePositionPatient") or []) != 3:
-            raise MriganxError(file, "has no ImagePositionPatient; a DICOM series cannot be placed without it")
-        voxel = to_voxel @ np.append(np.asarray(header.ImagePositionPatient, dtype=np.float64), 1.0)
-        k = int(np.rint(voxel[2]))
-        if np.abs(voxel[:3] - [0, 0, k]).max() > 1e-2 or not 0 <= k < depth or k in ordered:
-            raise MriganxError(file, "this slice does not lie on the volume's grid; cannot write a DICOM series for it")
-        ordered[k] = header
-    return sorted(ordered.items(), key=lambda item: item[0])
-
-
-def _dicom_now() -> tuple[str, str]:
-    now = time.localtime()
-    return time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
-
-
-def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, description: str,
-                      window: tuple[float, float] | None = None, overwrite: bool = False) -> Path:
-    """Write ``array`` (on the grid of ``like``, a DICOM image) as a new DICOM series in ``folder``, one file per
-    slice (``slice-0001.dcm`` ...), so that a PACS viewer shows it next to the original; returns ``folder``.
-
-    Each file is an MR image with new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY``, SeriesDescription
-    ``"<description> from <original SeriesDescription>"`` (64 characters at most), SeriesNumber original + 1000, the
-    patient, study and frame of reference of the original, its own input slice's ImagePositionPatient,
-    ImageOrientationPatient, PixelSpacing and SliceThickness (copied as written) and InstanceNumber, and a
-    SourceImageSequence naming that input slice. Pixels are uint16 with one RescaleSlope/Intercept for the series
-    (:func:`dicom_rescale`): the float values come back within half a rescale step. WindowCenter/Width span
-    ``window`` (default: the minimum to the 99.5th percentile). The folder is written whole or not at all
-    (:func:`atomic_folder`); with ``overwrite`` an existing folder is replaced only if it holds nothing but
-    ``.dcm`` files. Example: ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
-    description="mriganx synthetic T2w")``.
-    """
-    folder = Path(folder)
-    if like.kind is not ImageKind.DICOM or not like.files:
-        raise MriganxError(like.source, "a DICOM series can be written only for a DICOM input (it takes the patient, "
-                                        "study and slice geometry from it); write NIfTI instead")
-    if array.shape != like.array.shape:
-        raise ValueError(f"array shape {array.shape} differs from the input grid {like.array.shape}")
-    if overwrite and folder.is_dir() and any(p.is_dir() or p.suffix.lower() != ".dcm" for p in folder.iterdir()):
-        raise MriganxError(folder, "holds files other than a DICOM series; refusing to replace it")
-    slices = _slice_order(like)
-    values = np.asarray(array, dtype=np.float64)
-    slope, intercept = dicom_rescale(values)
-    stored = np.clip(np.rint((values - intercept) / slope), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-    low, high = window if window is not None else (float(values.min()), float(np.percentile(values, 99.5)))
-    width = max(high - low, slope)
-    series_uid = pydicom.uid.generate_uid()
-    first = slices[0][1]
-    original_number = int(first.get("SeriesNumber") or 0)
-    original_description = str(first.get("SeriesDescription", "")).strip()
-    date, clock = _dicom_now()
-    series_description = (f"{description} from {original_description}" if original_description else description)[:64]
-    digits = max(4, len(str(len(slices))))
-    with atomic_folder(folder, overwrite, protect=like.files) as temporary:
-        for k, source in slices:
-            ds = pydicom.Dataset()
-            for element in source:
-                if element.tag.group in (0x0010, 0x0012) or element.keyword in _DICOM_KEPT:
-                    ds.add(element)
-            ds.SOPClassUID = pydicom.uid.MRImageStorage
-            ds.SOPInstanceUID = pydicom.uid.generate_uid()
-            ds.SeriesInstanceUID = series_uid
-            ds.SeriesNumber = original_number + DICOM_SERIES_NUMBER_OFFSET
-            ds.InstanceNumber = int(source.get("InstanceNumber") or k + 1)  # as the original: viewers sync by it
-            ds.SeriesDescription = series_description
-            ds.ImageType = ["DERIVED", "SECONDARY"]
-            ds.DerivationDescription = (f"{description}: computed by mriganx {__version__} from series "
-                                        f"{original_number} ({first.SeriesInstanceUID}); not a measured image")[:1024]
-            ds.ImageComments = "SYNTHETIC image (mriganx), not a measured image"
-            reference = pydicom.Dataset()
-            reference.ReferencedSOPClassUID = source.SOPClassUID
-            reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-            ds.SourceImageSequence = [reference]
-            ds.Modality = "MR"
-            ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "mriganx", "mriganx", __version__
-            ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = date
-            ds.InstanceCreationTime = ds.SeriesTime = ds.ContentTime = clock
-            # MR image module: type 1 values that claim no sequence (RM: research mode), type 2 values left empty.
-            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "RM", "NONE", ""
-            ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = None, None, None
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.Rows, ds.Columns = stored.shape[1], stored.shape[0]
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-            ds.RescaleSlope = pydicom.valuerep.format_number_as_ds(slope)
-            ds.RescaleIntercept = pydicom.valuerep.format_number_as_ds(intercept)
-            ds.RescaleType = "US"
-            ds.WindowCenter = pydicom.valuerep.format_number_as_ds((low + high) / 2)
-            ds.WindowWidth = pydicom.valuerep.format_number_as_ds(width)
-            if width < 1:  # LINEAR needs a width of at least 1; LINEAR_EXACT takes any positive width
-                ds.VOILUTFunction = "LINEAR_EXACT"
-            ds.WindowCenterWidthExplanation = "mriganx"
-            # Array axes are (column, row, slice); DICOM stores rows of columns.
-            ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<u2").tobytes()
-            ds.file_meta = pydicom.dataset.FileMetaDataset()
-            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-            ds.save_as(temporary / f"slice-{k + 1:0{digits}d}.dcm", enforce_file_format=True)
-    return folder

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from mriganx.cli import app
 from mriganx.errors import MriganxError
-from mriganx.io import Image, ImageKind, load_image, save_dicom_series
+from mriganx.dicom import save_dicom_series
+from mriganx.io import Image, ImageKind, load_image
 from tests.helpers import DICOM_SERIES, assert_one_line_error, needs_shared
 
 runner = CliRunner()
