@@ -283,11 +283,17 @@ def evaluate(
 @app.command()
 @friendly
 def models(
-    model: Annotated[str | None, typer.Argument(help="A model.pt [default: the shipped model].")] = None,
+    model: Annotated[str | None, typer.Argument(help="A model.pt or a shipped model's name [default: the shipped default].")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the shipped models, one line each.")] = False,
 ) -> None:
     """Print a model's card: what it was trained on, how, how well it did on real scans it never saw, its limits."""
-    from mriganx.modelfile import ModelFile, resolve
+    from mriganx.modelfile import ModelFile, resolve, shipped_models
 
+    if list_:
+        for name in shipped_models():
+            given = ModelFile.load(resolve(name)).provenance
+            typer.echo(f"{name}: {given.get('name', '')}; weights licence: {str(given.get('licence', 'not recorded')).split(' (')[0]}")
+        return
     path = resolve(model)
     typer.echo(ModelFile.load(path).card(path))
 

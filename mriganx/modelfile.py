@@ -81,9 +81,20 @@ def default_model(name: str = DEFAULT_MODEL) -> Path:
     return path
 
 
+def shipped_models() -> list[str]:
+    """The names of the models shipped inside the package (``mriganx/models/<name>.pt``), the default first."""
+    names = sorted(p.name[: -len(".pt")] for p in importlib.resources.files("mriganx.models").iterdir() if p.name.endswith(".pt"))
+    return sorted(names, key=lambda name: name != DEFAULT_MODEL)
+
+
 def resolve(model: str | Path | None) -> Path:
-    """A model named on the command line: ``None`` or ``"default"`` is the shipped default, anything else a path."""
-    return default_model() if model is None or str(model) == DEFAULT_MODEL else Path(model)
+    """A model named on the command line: ``None`` or ``"default"`` is the shipped default, the name of another
+    shipped model (``mriganx models --list``) that model, anything else a path."""
+    if model is None or str(model) == DEFAULT_MODEL:
+        return default_model()
+    if isinstance(model, str) and model in shipped_models() and not Path(model).exists():
+        return shipped_path(model)
+    return Path(model)
 
 
 @dataclass

@@ -5,8 +5,11 @@
 
 Steps, each skipped when its output exists (so an interrupted run continues with ``--resume`` semantics):
 
-1. the unpaired phantom training set (scripts/make_default_training_set.py: 24 varied subjects, T1w of the even ones,
-   T2w of the odd ones, seed 1000);
+1. the unpaired training set: 24 varied phantoms (scripts/make_default_training_set.py: T1w of the even subjects,
+   T2w of the odd ones, seed 1000) and the seed set's slices (``../shared/data/seed-t1t2``: 43 T1w and 46 T2w
+   BrainWeb-derived slices of one real-anatomy head), each linked ``--seed-copies`` times (20: about a third of the
+   slices drawn) so that real anatomy is seen as often as the phantoms' varied acquisitions. ``--seed-copies 0``
+   gives the phantoms-only recipe of ``mriganx/models/phantoms.pt`` (Apache-2.0 weights);
 2. ``mriganx train --config shipped`` on it (a fixed number of steps: the result does not depend on the machine's
    speed or load);
 3. packaging: the run's model.pt with its provenance and model card (docs/model-card.md, the validation numbers from
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,6 +41,9 @@ from mriganx.training import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 SET_SEED = 1000
 SUBJECTS = 24
+SEED_SET = ROOT.parent / "shared" / "data" / "seed-t1t2"
+SEED_COPIES = 20
+SEED_FOLDERS = {"trainT1": "T1w", "trainT2": "T2w"}
 CARD = ROOT / "docs" / "model-card.md"
 VALIDATION = ROOT / "docs" / "validation.json"
 
@@ -56,7 +63,22 @@ def make_set(out: Path) -> Path:
     return data
 
 
-def train(data: Path, out: Path, threads: int | None) -> dict[str, float]:
+def add_seed_slices(data: Path, seed_set: Path, copies: int) -> int:
+    """Link every seed-set slice ``copies`` times into the training folders; returns the number of links."""
+    if copies and not seed_set.is_dir():
+        raise SystemExit(f"{seed_set}: the seed set is not there (pass --seed-set, or --seed-copies 0 for phantoms only)")
+    count = 0
+    for folder, contrast in SEED_FOLDERS.items():
+        for png in sorted((seed_set / folder).glob("*.png")) if copies else []:
+            for copy in range(copies):
+                link = data / contrast / f"seed-{copy:02d}-{png.name.replace(' ', '_').replace('#', '')}"
+                if not link.is_symlink():
+                    link.symlink_to(png.resolve())
+                count += 1
+    return count
+
+
+def train(data: Path, out: Path, threads: int | None, seed_copies: int) -> dict[str, Any]:
     run = out / "run"
     timing = out / "timing.json"
     if (run / "model.pt").is_file() and timing.is_file():
@@ -70,23 +92,37 @@ def train(data: Path, out: Path, threads: int | None) -> dict[str, float]:
     if result.interrupted:
         raise SystemExit("interrupted; run the script again to continue")
     record = {"steps": result.steps, "train_seconds": result.seconds, "wall_seconds": time.time() - started,
-              "threads": torch.get_num_threads(), "resumed": resume}
+              "threads": torch.get_num_threads(), "resumed": resume, "seed_copies": seed_copies, "commit": commit()}
     timing.write_text(json.dumps(record, indent=1))
     return record
 
 
-def package(out: Path, timing: dict[str, float], target: Path) -> Path:
+def package(out: Path, timing: dict[str, Any], target: Path, card: Path = CARD, validation_file: Path = VALIDATION) -> Path:
     """The run's model with everything the model card says, as the shipped model file."""
     model = ModelFile.load(out / "run" / "model.pt")
     parameters = json.loads((out / "data" / "parameters.json").read_text())
-    validation = json.loads(VALIDATION.read_text()) if VALIDATION.is_file() else {}
+    validation = json.loads(validation_file.read_text()) if validation_file.is_file() else {}
+    copies = int(timing.get("seed_copies", 0))
+    phantoms = (f"{SUBJECTS} procedural head phantoms (mriganx.synthetic.draw_varied_phantom), unpaired: T1w of "
+                f"{SUBJECTS // 2} subjects, T2w of {SUBJECTS // 2} others")
+    if copies:
+        name = "mriganx-default-v2"
+        licence = ("research use under BrainWeb's terms (cite Collins et al., IEEE TMI 1998; Kwan et al., IEEE TMI "
+                   "1999): trained on BrainWeb-derived slices beside the project's own phantoms. For weights free of "
+                   "those terms use the shipped 'phantoms' model (Apache-2.0).")
+        what = (f"{phantoms}; and the seed set's 43 T1w + 46 T2w BrainWeb-derived 181x217 slices (one simulated "
+                f"head), each seen {copies} times as often as a single phantom slice; no real scan")
+    else:
+        name = "mriganx-phantoms-v1"
+        licence = "Apache-2.0 (the weights were trained only on the project's own synthetic phantoms)"
+        what = f"{phantoms}; no real scan, no seed-set slice"
     model.provenance = {
-        "name": "mriganx-default-phantoms-v1",
-        "licence": "Apache-2.0 (the weights were trained only on the project's own synthetic phantoms)",
+        "name": name,
+        "licence": licence,
         "training_data": {
-            "what": f"{SUBJECTS} procedural head phantoms (mriganx.synthetic.draw_varied_phantom), unpaired: T1w of "
-                    f"{SUBJECTS // 2} subjects, T2w of {SUBJECTS // 2} others; no real scan, no seed-set slice",
+            "what": what,
             "seed": SET_SEED,
+            "seed_copies": copies,
             "ranges": parameters.get("ranges", {}),
         },
         "config": load_config("shipped").to_dict(),
@@ -94,13 +130,13 @@ def package(out: Path, timing: dict[str, float], target: Path) -> Path:
         "train_seconds": round(timing.get("train_seconds", 0.0)),
         "threads": timing.get("threads"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "command": "python scripts/train_default_model.py",
-        "commit": commit(),
+        "command": "python scripts/train_default_model.py" + ("" if copies == SEED_COPIES else f" --seed-copies {copies}"),
+        "commit": timing.get("commit") or commit(),
         "mriganx_version": mriganx.__version__,
         "torch_version": str(torch.__version__),
         "validation": validation,
         "weights_sha256": model.weights_sha256(),
-        "card": CARD.read_text() if CARD.is_file() else "",
+        "card": card.read_text() if card.is_file() else "",
     }
     return model.save(target)
 
@@ -109,15 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "default-model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
+    parser.add_argument("--seed-copies", type=int, default=SEED_COPIES, help="times each seed-set slice is linked in (0: phantoms only)")
+    parser.add_argument("--seed-set", type=Path, default=SEED_SET)
+    parser.add_argument("--card", type=Path, default=CARD, help="the model card to embed")
+    parser.add_argument("--validation", type=Path, default=VALIDATION, help="validation scores to record (scripts/validate_default_model.py)")
     parser.add_argument("--package-only", action="store_true")
     parser.add_argument("--target", type=Path, default=None, help="where the packaged model goes (default: the shipped one)")
     args = parser.parse_args(argv)
     if args.package_only:
         timing = json.loads((args.out / "timing.json").read_text())
     else:
-        timing = train(make_set(args.out), args.out, args.threads)
+        data = make_set(args.out)
+        add_seed_slices(data, args.seed_set, args.seed_copies)
+        timing = train(data, args.out, args.threads, args.seed_copies)
     target = args.target or shipped_path()
-    path = package(args.out, timing, target)
+    path = package(args.out, timing, target, args.card, args.validation)
     model = ModelFile.load(path)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, {model.steps} steps, sha256 {model.weights_sha256()}")
     return 0
