@@ -32,9 +32,15 @@ Limits (measured with scripts/detection_table.py): a FLAIR whose grey matter is 
 white matter, seen at 2 mm or coarser, can pass for a T1w; single slices near the top of the brain, where cortex
 outweighs white matter, are often undecided.
 
-A BIDS suffix in the file name (``_T1w``, ``_T2w``, ``_FLAIR``, ...) never decides. It is reported in the evidence,
-and when it names another contrast than the image shows the result is undecided ("conflicting"): either may be
-wrong, and translating in the wrong direction is worse than asking for ``--direction``.
+A BIDS suffix in the file name (``_T1w``, ``_T2w``, ``_FLAIR``, ...) supports but never overrides the image. It is
+reported in the evidence; when it names another contrast than the image shows the result is undecided
+("conflicting"): either may be wrong, and translating in the wrong direction is worse than asking for
+``--direction``. When the image is undecided but shows the named contrast's defining order, the name settles it:
+for ``_T2w`` grey matter brighter than white matter and bright CSF (asymmetry and brightest pass) with only the
+third test missed (something near WM much darker: real T2w show iron-rich nuclei, vessels and uneven white matter
+that the phantoms lack); for ``_T1w`` tissue next to WM darker and dark CSF, with only ``brightest`` missed; and the
+signed score must lean the named way. The name never turns the image's answer around, and never makes a FLAIR
+(no bright CSF) or a PD (GM hardly brighter) pass as T2w.
 
 >>> from pathlib import Path
 >>> from mriganx.io import Image, ImageKind
@@ -157,23 +163,34 @@ def detect_contrast(image: Image, *, read_name: bool = True) -> Detection:
     file name out entirely, for a caller that weighs the name itself (:mod:`mriganx.bids`, where the BIDS suffix is
     the dataset's own claim and only a clear contradiction by the image refuses it).
     """
-    found = _detect(np.asarray(image.array), np.asarray(image.affine, dtype=np.float64))
+    found, measures = _detect(np.asarray(image.array), np.asarray(image.affine, dtype=np.float64))
     named = name_contrast(image.source) if image.source is not None and read_name else None
     if named is None:
         return found
     evidence = f"{found.evidence} (name says {named})"
+    claimed = next((c for c, n in _NAMES.items() if n == _SAME.get(named, named)), None)
+    if found.contrast is None and claimed is not None and measures is not None and _shows(measures, claimed, found.score):
+        return Detection(claimed, found.score, f"{evidence}; the image shows its defining tissue order -> {_NAMES[claimed]}")
     if found.contrast is None or _SAME.get(named, named) == _NAMES[found.contrast]:
         return Detection(found.contrast, found.score, evidence, found.reason)
     reason = f"the image looks {_NAMES[found.contrast]} but the file name says {named}"
     return Detection(None, found.score, evidence, reason)
 
 
-def _detect(array: np.ndarray, affine: np.ndarray) -> Detection:
+def _shows(m: _Measures, contrast: str, score: float) -> bool:
+    """Whether the measures show ``contrast``'s defining order (two of its three tests) and the score leans its way:
+    enough for a file name that names it to settle an undecided image."""
+    if contrast == T2:
+        return m.asymmetry >= T2_MIN_ASYMMETRY and m.brightest >= T2_MIN_BRIGHTEST and score < 0
+    return m.asymmetry <= T1_MAX_ASYMMETRY and m.darkest <= T1_MAX_DARKEST and score > 0
+
+
+def _detect(array: np.ndarray, affine: np.ndarray) -> tuple[Detection, _Measures | None]:
     if array.size == 0 or not np.all(np.isfinite(array)):
-        return Detection(None, 0.0, "nothing measured", "the image is empty or has non-finite voxels")
+        return Detection(None, 0.0, "nothing measured", "the image is empty or has non-finite voxels"), None
     problem, m = _measure(*_planes(array, affine))
     if m is None:
-        return Detection(None, 0.0, "nothing measured", problem)
+        return Detection(None, 0.0, "nothing measured", problem), None
     score = float(-m.asymmetry - np.log(max(m.darkest, 1e-3) * max(m.brightest, 1e-3)))
     evidence = (
         f"next to white matter {m.darker:.0%} of the tissue is darker, {m.brighter:.0%} brighter (asymmetry "
@@ -181,10 +198,10 @@ def _detect(array: np.ndarray, affine: np.ndarray) -> Detection:
         f"({m.slices} slice{'s' if m.slices > 1 else ''})"
     )
     if m.asymmetry <= T1_MAX_ASYMMETRY and m.darkest <= T1_MAX_DARKEST and m.brightest <= T1_MAX_BRIGHTEST:
-        return Detection(T1, score, f"{evidence} -> T1w")
+        return Detection(T1, score, f"{evidence} -> T1w"), m
     if m.asymmetry >= T2_MIN_ASYMMETRY and m.brightest >= T2_MIN_BRIGHTEST and m.darkest >= T2_MIN_DARKEST:
-        return Detection(T2, score, f"{evidence} -> T2w")
-    return Detection(None, score, f"{evidence} -> undecided", _why_not(m))
+        return Detection(T2, score, f"{evidence} -> T2w"), m
+    return Detection(None, score, f"{evidence} -> undecided", _why_not(m)), m
 
 
 def _why_not(m: _Measures) -> str:

@@ -369,6 +369,27 @@ def test_a_name_is_reported_but_never_overrides_the_image() -> None:
     assert hopeful.contrast is None and "name says T2w" in hopeful.evidence
 
 
+def test_a_t2w_name_settles_a_t2w_with_dark_spots_but_never_a_flair_or_pd() -> None:
+    """Real T2w show dark things next to white matter (iron-rich nuclei, vessels, uneven WM) that the phantoms lack:
+    here a third of the grey matter is darkened in blobs. The image alone is then undecided; a _T2w name settles it,
+    since grey matter is still brighter than WM and CSF bright. The same name never passes a FLAIR or a PD."""
+    phantom = make_phantom(5, **GRID)
+    t2 = phantom.t2.copy()
+    wm = float(np.median(t2[phantom.labels == Tissue.WM]))
+    field = smooth(np.random.default_rng(0).standard_normal(t2.shape), 1.2)
+    t2[(phantom.labels == Tissue.GM) & (field > 0.5 * field.std())] = 0.5 * wm
+    alone = detect_contrast(volume(t2, phantom.affine, "scan.nii.gz"))
+    assert alone.contrast is None and alone.score < 0, alone
+    named = detect_contrast(volume(t2, phantom.affine, "sub-01_T2w.nii.gz"))
+    assert named.contrast == "t2" and named.reason is None and "defining tissue order -> T2w" in named.evidence, named
+    assert detect_contrast(volume(t2, phantom.affine, "sub-01_T1w.nii.gz")).contrast is None
+    assert detect_contrast(volume(t2, phantom.affine, "scan.nii.gz"), read_name=False).contrast is None
+    for sequence in ("flair", "pd"):
+        array, affine = cached(11, sequence, typical=True)
+        found = detect_contrast(volume(array, affine, "sub-01_T2w.nii.gz"))
+        assert found.contrast is None, (sequence, found)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Real data: the seed slices and a real DICOM T1 series
 
