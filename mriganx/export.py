@@ -30,6 +30,7 @@ load today, so it is shipped (docs/deploy.md).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -39,6 +40,7 @@ import torch
 
 import mriganx
 from mriganx.config import Direction, ExportFormat
+from mriganx.errors import MriganxError
 from mriganx.frame import FRAME_AXCODES
 from mriganx.io import atomic_folder
 from mriganx.modelfile import ModelFile, resolve
@@ -308,6 +310,7 @@ def write_bundle(model: ModelFile, folder: Path) -> list[Path]:
     return [folder / name for name in (*files, "models/model.pt", "models/model.ts")]
 
 
+NEEDS = {ExportFormat.ONNX: ("onnx", "onnxscript")}  # what torch's ONNX exporter imports; the rest is in the stack
 WRITERS = {ExportFormat.TORCHSCRIPT: write_torchscript, ExportFormat.ONNX: write_onnx, ExportFormat.MONAI_BUNDLE: write_bundle}
 
 
@@ -315,6 +318,9 @@ def export_model(model: str | Path | None, fmt: ExportFormat | str, out: Path, o
     """Export a model file (``None``: the shipped default) in ``fmt`` into the folder ``out``; returns the files
     written. The folder appears whole or not at all."""
     fmt = ExportFormat(fmt)
+    missing = [name for name in NEEDS.get(fmt, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MriganxError(None, f"--format {fmt.value} needs {' and '.join(missing)}: pip install 'mriganx[export]'")
     path = resolve(model)
     loaded = ModelFile.load(path)
     with atomic_folder(out, overwrite=overwrite) as staging:

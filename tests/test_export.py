@@ -207,3 +207,13 @@ def test_boundary_describes_the_preprocessing(smoke_model: Path) -> None:
     assert edge["input"]["height_width_multiple"] == model.data.pad_multiple == DataConfig().pad_multiple
     assert edge["input"]["upper_percentile"] == model.data.upper_percentile
     assert edge["output"]["intensity"]["t1"] == model.intensity["t1"].to_list()
+
+
+def test_a_missing_extra_is_one_line(smoke_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    result = runner.invoke(app, ["export", str(smoke_model), "-f", "onnx", "-o", str(tmp_path / "out")])
+    assert_one_line_error(result, "onnxscript", "mriganx[export]")
+    assert not (tmp_path / "out").exists()
