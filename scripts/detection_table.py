@@ -195,8 +195,9 @@ def main() -> None:
     if args.real and (SHARED / "real-t1t2").exists():
         print("\n".join(real()))
         print()
-    print("\n".join(phantoms(gen, args.phantoms, args.seed)))
-    print()
+    if args.phantoms > 0:
+        print("\n".join(phantoms(gen, args.phantoms, args.seed)))
+        print()
     print("\n".join(non_heads(gen)))
     print()
     print(timing(gen))

@@ -6,10 +6,10 @@
 Steps, each skipped when its output exists (so an interrupted run continues with ``--resume`` semantics):
 
 1. the unpaired training set: 24 varied phantoms (scripts/make_default_training_set.py: T1w of the even subjects,
-   T2w of the odd ones, seed 1000) and the seed set's slices (``../shared/data/seed-t1t2``: 43 T1w and 46 T2w
-   BrainWeb-derived slices of one real-anatomy head), each linked ``--seed-copies`` times (20: about a third of the
-   slices drawn) so that real anatomy is seen as often as the phantoms' varied acquisitions. ``--seed-copies 0``
-   gives the phantoms-only recipe of ``mriganx/models/phantoms.pt`` (Apache-2.0 weights);
+   T2w of the odd ones, seed 1000). ``--seed-copies N`` also links each of the seed set's slices
+   (``../shared/data/seed-t1t2``: 43 T1w and 46 T2w BrainWeb-derived slices of one real-anatomy head) N times into
+   the folders: the experiment of docs/results.md ("real anatomy beside the phantoms", N = 20, about a third of the
+   slices drawn), whose weights would carry BrainWeb's research-use terms. The shipped model uses none (N = 0);
 2. ``mriganx train --config shipped`` on it (a fixed number of steps: the result does not depend on the machine's
    speed or load);
 3. packaging: the run's model.pt with its provenance and model card (docs/model-card.md, the validation numbers from
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SET_SEED = 1000
 SUBJECTS = 24
 SEED_SET = ROOT.parent / "shared" / "data" / "seed-t1t2"
-SEED_COPIES = 20
+SEED_COPIES = 0  # the shipped recipe; docs/results.md's experiment used 20
 SEED_FOLDERS = {"trainT1": "T1w", "trainT2": "T2w"}
 CARD = ROOT / "docs" / "model-card.md"
 VALIDATION = ROOT / "docs" / "validation.json"
@@ -106,14 +106,13 @@ def package(out: Path, timing: dict[str, Any], target: Path, card: Path = CARD, 
     phantoms = (f"{SUBJECTS} procedural head phantoms (mriganx.synthetic.draw_varied_phantom), unpaired: T1w of "
                 f"{SUBJECTS // 2} subjects, T2w of {SUBJECTS // 2} others")
     if copies:
-        name = "mriganx-default-v2"
+        name = "mriganx-seedmix-experiment"
         licence = ("research use under BrainWeb's terms (cite Collins et al., IEEE TMI 1998; Kwan et al., IEEE TMI "
-                   "1999): trained on BrainWeb-derived slices beside the project's own phantoms. For weights free of "
-                   "those terms use the shipped 'phantoms' model (Apache-2.0).")
+                   "1999): trained on BrainWeb-derived slices beside the project's own phantoms")
         what = (f"{phantoms}; and the seed set's 43 T1w + 46 T2w BrainWeb-derived 181x217 slices (one simulated "
                 f"head), each seen {copies} times as often as a single phantom slice; no real scan")
     else:
-        name = "mriganx-phantoms-v1"
+        name = "mriganx-default-phantoms-v1"
         licence = "Apache-2.0 (the weights were trained only on the project's own synthetic phantoms)"
         what = f"{phantoms}; no real scan, no seed-set slice"
     model.provenance = {
@@ -130,7 +129,7 @@ def package(out: Path, timing: dict[str, Any], target: Path, card: Path = CARD, 
         "train_seconds": round(timing.get("train_seconds", 0.0)),
         "threads": timing.get("threads"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "command": "python scripts/train_default_model.py" + ("" if copies == SEED_COPIES else f" --seed-copies {copies}"),
+        "command": "python scripts/train_default_model.py" + (f" --seed-copies {copies}" if copies else ""),
         "commit": timing.get("commit") or commit(),
         "mriganx_version": mriganx.__version__,
         "torch_version": str(torch.__version__),
