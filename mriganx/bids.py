@@ -60,7 +60,8 @@ from mriganx.modelfile import resolve
 
 __all__ = [
     "bids_uri", "check_suffix", "convert_bids", "dataset_description", "dataset_root", "derivative_root",
-    "derivative_stem", "find_anatomicals", "is_dataset", "parse_name", "sidecar",
+    "derivative_stem", "enclosing_dataset", "find_anatomicals", "is_dataset", "parse_name", "refuse_writing_into_datasets",
+    "sidecar",
 ]
 
 DESCRIPTION_FILE = "dataset_description.json"
@@ -105,6 +106,32 @@ def dataset_root(inputs: list[Path], bids: bool | None = None) -> Path | None:
     if not root.is_dir():
         raise MriganxError(root, "is not a folder; --bids takes a BIDS dataset's root folder")
     return root
+
+
+def enclosing_dataset(path: str | Path) -> Path | None:
+    """The raw BIDS dataset ``path`` lies inside (the nearest folder above it holding ``dataset_description.json``,
+    unless that says ``DatasetType: derivative``), or ``None``."""
+    for folder in Path(path).resolve().parents:
+        if is_dataset(folder):
+            try:
+                kind = load_json(folder / DESCRIPTION_FILE).get("DatasetType", "raw")
+            except MriganxError:
+                kind = "raw"  # an unreadable description still marks a dataset someone keeps
+            return None if kind == "derivative" else folder
+    return None
+
+
+def refuse_writing_into_datasets(inputs: list[Path], output: Path | None) -> None:
+    """Translations written beside inputs inside a raw BIDS dataset would make it invalid BIDS (``sub-01_T1w_t2``
+    is no BIDS name): refused in one line that says how to get them, unless ``-o`` sends them elsewhere."""
+    if output is not None:
+        return
+    for path in inputs:
+        root = enclosing_dataset(path)
+        if root is not None:
+            raise MriganxError(path, f"lies inside the BIDS dataset {root}; a translation beside it would make the "
+                                     f"dataset invalid: convert the dataset (mriganx convert {root}) into "
+                                     "derivatives/mriganx, or pass -o")
 
 
 def parse_name(path: str | Path) -> tuple[dict[str, str], str]:

@@ -212,7 +212,7 @@ def convert(
     A BIDS dataset root (or any folder, with --bids) becomes a BIDS derivative dataset under derivatives/mriganx:
     sub-01_T1w -> sub-01_desc-mriganx_T2w plus a JSON sidecar; a file whose image contradicts its suffix is refused.
     """
-    from mriganx.bids import convert_bids, dataset_root
+    from mriganx.bids import convert_bids, dataset_root, refuse_writing_into_datasets
     from mriganx.convert import convert as run_convert
     from mriganx.modelfile import resolve
 
@@ -223,6 +223,8 @@ def convert(
     else:
         typer.echo(f"model: {path}", err=True)
     root = dataset_root(inputs, bids)
+    if root is None and bids is None:
+        refuse_writing_into_datasets(inputs, output)
     if root is not None and output_format is not OutputFormat.NIFTI:
         raise MriganxError(root, f"--output-format {output_format.value} needs DICOM inputs; a BIDS dataset holds NIfTI")
     if root is not None:

@@ -188,3 +188,24 @@ def test_which_inputs_are_datasets_and_where_outputs_may_go(tmp_path: Path, smok
     with pytest.raises(MriganxError, match="--workers"):
         convert_bids(root, smoke_model, device="cpu", progress=False, workers=2)
     assert not (root / "derivatives").exists()
+
+
+def test_a_file_inside_a_dataset_is_not_translated_beside_itself(tmp_path: Path, smoke_model: Path) -> None:
+    """`mriganx convert ds/sub-01/anat/sub-01_T1w.nii.gz` would put a non-BIDS file into the raw dataset: refused in
+    one line that names the way (convert the dataset, or -o); -o and --no-bids still work, and derivatives are free."""
+    from tests.helpers import assert_one_line_error
+
+    root = build_tree(tmp_path / "ds", {k: v for k, v in TREE.items() if k.startswith("sub-01/anat/sub-01_T1w")})
+    scan = root / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    before = raw_files(root)
+    common = ["--model", str(smoke_model), "--device", "cpu", "--direction", "t1-to-t2"]
+    for target in (scan, scan.parent):
+        assert_one_line_error(runner.invoke(app, ["convert", str(target), *common]), "inside the BIDS dataset",
+                              f"mriganx convert {root}")
+    assert raw_files(root) == before
+    assert runner.invoke(app, ["convert", str(scan), *common, "-o", str(tmp_path / "out")]).exit_code == 0
+    assert runner.invoke(app, ["convert", str(scan), *common, "--no-bids", "-o", str(tmp_path / "out2")]).exit_code == 0
+    derived = build_tree(tmp_path / "ds" / "derivatives" / "other", {"sub-01/anat/sub-01_T1w.nii.gz": TREE[
+        "sub-01/anat/sub-01_T1w.nii.gz"]}, description=False)
+    (derived / "dataset_description.json").write_text(json.dumps({"Name": "x", "DatasetType": "derivative"}))
+    assert runner.invoke(app, ["convert", str(derived / "sub-01" / "anat" / "sub-01_T1w.nii.gz"), *common]).exit_code == 0

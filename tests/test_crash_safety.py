@@ -22,7 +22,10 @@ def start_training(phantom_dirs: dict[str, Path], run: Path) -> subprocess.Popen
                str(phantom_dirs["t2"]), "--out", str(run), "--config", "smoke", "--max-steps", "100000", "--device", "cpu",
                "--epochs", "50000", "--epochs-decay", "50000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A runner started in the background by a shell without job control inherits SIGINT ignored, and so would the
+    # training; give it the default disposition, as a terminal's foreground process has, so that Ctrl-C is tested.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
