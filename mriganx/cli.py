@@ -32,6 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts are plain: with rich markup, "[default: the shipped model]" would be read as a style tag and vanish.
+    rich_markup_mode=None,
 )
 STATE = {"debug": False}
 

@@ -65,3 +65,11 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     not_a_model.write_bytes(b"\x80\x04junk")
     result = runner.invoke(app, ["convert", str(tmp_path), "--model", str(not_a_model)])
     assert result.exit_code == 2 and "not a loadable mriganx model" in result.stderr
+
+
+def test_help_keeps_bracketed_defaults() -> None:
+    """Help texts say where a default comes from in brackets; nothing may swallow them as markup."""
+    for command in ("convert", "export", "models"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "[default: the shipped" in " ".join(result.output.split()), (command, result.output)
