@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import mriganx
-from mriganx.config import Direction
+from mriganx.config import CONTRAST_NAMES, Direction
 from mriganx.contrast import detect_contrast
 from mriganx.convert import Converted, ConvertReport, convert_one
 from mriganx.errors import MriganxError
@@ -70,9 +70,7 @@ DESC = "mriganx"  # desc label of a translation; a source's own desc goes in fro
 CONFIDENCE = "Confidence"  # appended to the desc label of a confidence map
 BIDS_VERSION = "1.9.0"  # BIDS URIs in Sources and DatasetLinks are BIDS 1.9 (1.8 had them as a draft)
 RAW = "raw"  # the DatasetLinks name of the raw dataset, as in bids:raw:sub-01/anat/...
-SUFFIXES = {"T1w": Direction.T1_TO_T2, "T2w": Direction.T2_TO_T1}
-TARGET_SUFFIX = {Direction.T1_TO_T2: "T2w", Direction.T2_TO_T1: "T1w"}
-_NAMES = {"t1": "T1w", "t2": "T2w"}
+SUFFIXES = {d.names[0]: d for d in Direction}  # the suffix an image carries -> the way it is translated
 # The order of entities in a BIDS file name (the BIDS schema's rules.entities, as short keys); desc comes last.
 ENTITY_ORDER = (
     "sub", "tpl", "ses", "cohort", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain", "rec",
@@ -165,7 +163,7 @@ def derivative_stem(source: str | Path, direction: Direction, confidence: bool =
     label = f"{own}{DESC[0].upper()}{DESC[1:]}" if own else DESC
     entities["desc"] = label + (CONFIDENCE if confidence else "")
     ordered = sorted(entities.items(), key=lambda item: _rank(item[0]))
-    return "_".join([*(f"{key}-{value}" for key, value in ordered), TARGET_SUFFIX[direction]])
+    return "_".join([*(f"{key}-{value}" for key, value in ordered), direction.names[1]])
 
 
 def find_anatomicals(root: str | Path) -> list[Path]:
@@ -227,7 +225,7 @@ def sidecar(sources: list[str], direction: Direction, model: dict[str, str], che
             confidence_of: str | None = None, confidence_map: str | None = None) -> dict[str, Any]:
     """The JSON sidecar of a translation, or with ``confidence_of`` (the translation's file name) of its confidence
     map; ``confidence_map`` names the map beside a translation (see the module docstring)."""
-    source, target = _NAMES[direction.source], _NAMES[direction.target]
+    source, target = direction.names
     if confidence_of is None:
         description = f"Synthetic {target} image translated from a {source} image by mriganx; not a measured image"
     else:
@@ -255,9 +253,9 @@ def check_suffix(image: Image, suffix: str) -> str:
     direction = SUFFIXES[suffix]
     if found.contrast is None:
         return f"{suffix} by its BIDS suffix; the image cannot confirm it ({found.reason}) -> {direction.value}"
-    if _NAMES[found.contrast] != suffix:
+    if CONTRAST_NAMES[found.contrast] != suffix:
         raise MriganxError(image.source, f"refused: its BIDS suffix says {suffix} but the image looks "
-                                         f"{_NAMES[found.contrast]} ({found.evidence}); fix the name or the image")
+                                         f"{CONTRAST_NAMES[found.contrast]} ({found.evidence}); fix the name or the image")
     return f"{suffix} by its BIDS suffix, and the image agrees ({found.evidence}) -> {direction.value}"
 
 
@@ -347,7 +345,7 @@ def convert_bids(root: str | Path, model: Path | str | None = None, *, output: P
     out = derivative_root(root, output)
     sources = [s for s in find_anatomicals(root) if direction is None or SUFFIXES[_suffix(s)] is direction]
     if not sources:
-        which = "T1w or T2w" if direction is None else _NAMES[direction.source]
+        which = "T1w or T2w" if direction is None else direction.names[0]
         raise MriganxError(root, f"holds no sub-*/[ses-*/]anat/ NIfTI image with the BIDS suffix {which}")
     translator = Translator.load(resolve(model), device)  # a bad model fails before anything is written
     provenance = {"Name": translator.name, "WeightsSHA256": translator.model.weights_sha256()}

@@ -29,6 +29,10 @@ class GeneratorKind(str, Enum):
     RESNET = "resnet"
 
 
+# The two contrasts as mriganx keys them ("t1", "t2") and as BIDS and people name them.
+CONTRAST_NAMES = {"t1": "T1w", "t2": "T2w"}
+
+
 class Direction(str, Enum):
     T1_TO_T2 = "t1-to-t2"
     T2_TO_T1 = "t2-to-t1"
@@ -40,6 +44,11 @@ class Direction(str, Enum):
     @property
     def source(self) -> str:
         return "t1" if self is Direction.T1_TO_T2 else "t2"
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """Source and target contrast as named in BIDS (``("T1w", "T2w")`` for t1-to-t2)."""
+        return CONTRAST_NAMES[self.source], CONTRAST_NAMES[self.target]
 
     @property
     def reverse(self) -> Direction:

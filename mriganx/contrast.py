@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from mriganx.config import CONTRAST_NAMES
 from mriganx.frame import to_slices
 from mriganx.io import Image, image_stem
 from mriganx.slices import frame_spacing
@@ -71,7 +72,6 @@ from mriganx.slices import frame_spacing
 __all__ = ["Detection", "detect_contrast", "name_contrast"]
 
 T1, T2 = "t1", "t2"
-_NAMES = {T1: "T1w", T2: "T2w"}
 
 # About 2 mm in-plane: fine enough for a 3 mm cortex next to WM, coarse enough to be fast and to average noise away.
 TARGET_MM = 2.0
@@ -168,12 +168,13 @@ def detect_contrast(image: Image, *, read_name: bool = True) -> Detection:
     if named is None:
         return found
     evidence = f"{found.evidence} (name says {named})"
-    claimed = next((c for c, n in _NAMES.items() if n == _SAME.get(named, named)), None)
+    named_as = _SAME.get(named, named)
+    claimed = next((c for c, n in CONTRAST_NAMES.items() if n == named_as), None)
     if found.contrast is None and claimed is not None and measures is not None and _shows(measures, claimed, found.score):
-        return Detection(claimed, found.score, f"{evidence}; the image shows its defining tissue order -> {_NAMES[claimed]}")
-    if found.contrast is None or _SAME.get(named, named) == _NAMES[found.contrast]:
+        return Detection(claimed, found.score, f"{evidence}; the image shows its defining tissue order -> {CONTRAST_NAMES[claimed]}")
+    if found.contrast is None or named_as == CONTRAST_NAMES[found.contrast]:
         return Detection(found.contrast, found.score, evidence, found.reason)
-    reason = f"the image looks {_NAMES[found.contrast]} but the file name says {named}"
+    reason = f"the image looks {CONTRAST_NAMES[found.contrast]} but the file name says {named}"
     return Detection(None, found.score, evidence, reason)
 
 

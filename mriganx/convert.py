@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from mriganx.config import Direction, OutputFormat
+from mriganx.config import CONTRAST_NAMES, Direction, OutputFormat
 from mriganx.errors import MriganxError
 from mriganx.contrast import detect_contrast
 from mriganx.dicom import save_dicom_series
@@ -103,7 +103,7 @@ def choose_direction(image: Image, direction: Direction | None) -> tuple[Directi
         raise MriganxError(image.source, f"cannot tell whether this is T1w or T2w ({detection.reason}); "
                                          "pass --direction t1-to-t2 or --direction t2-to-t1")
     chosen = Direction.T1_TO_T2 if detection.contrast == "t1" else Direction.T2_TO_T1
-    return chosen, f"detected {detection.contrast.upper()}w ({detection.evidence}) -> {chosen.value}"
+    return chosen, f"detected {CONTRAST_NAMES[detection.contrast]} ({detection.evidence}) -> {chosen.value}"
 
 
 def convert_one(translator: Translator, source: Path, *, direction: Direction | None = None, output: Path | None = None,
@@ -141,7 +141,7 @@ def convert_one(translator: Translator, source: Path, *, direction: Direction | 
         if output_format.dicom:
             # Windowed on the target contrast's training range: the span the translation was made to fill.
             written.append(save_dicom_series(result.array, image, dicom_target, overwrite=overwrite,
-                                             description=f"mriganx synthetic {direction.target.upper()}w",
+                                             description=f"mriganx synthetic {direction.names[1]}",
                                              window=(result.output_range.low, result.output_range.high)))
         if image.kind is ImageKind.PNG:
             # 8 bits hold the translation's own range (the target contrast's training range), never a clipped part.

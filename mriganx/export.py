@@ -87,7 +87,7 @@ def boundary(model: ModelFile) -> dict[str, Any]:
             "scaling": "y = low + (y' + 1) / 2 (high - low) with the target contrast's range below",
             "intensity": {name: rng.to_list() for name, rng in model.intensity.items()},
         },
-        "directions": {d.value: f"{d.source.upper()}w -> {d.target.upper()}w" for d in Direction},
+        "directions": {d.value: " -> ".join(d.names) for d in Direction},
     }
 
 
