@@ -99,9 +99,14 @@ def two_way(model: ModelFile) -> TwoWayGenerator:
     return net.eval()
 
 
-def generator(model: ModelFile, direction: Direction) -> torch.nn.Module:
+def generators(model: ModelFile) -> dict[Direction, torch.nn.Module]:
+    """Each direction's generator of a model file, in inference mode."""
     net = two_way(model)
-    return net.t1_to_t2 if direction is Direction.T1_TO_T2 else net.t2_to_t1
+    return {Direction.T1_TO_T2: net.t1_to_t2, Direction.T2_TO_T1: net.t2_to_t1}
+
+
+def generator(model: ModelFile, direction: Direction) -> torch.nn.Module:
+    return generators(model)[direction]
 
 
 def example_input(model: ModelFile, batch: int = 2, size: tuple[int, int] = (64, 56)) -> torch.Tensor:
@@ -115,10 +120,11 @@ def write_torchscript(model: ModelFile, folder: Path) -> list[Path]:
     from monai.data import save_net_with_metadata
 
     written = []
-    for direction in Direction:
+    edge = json.dumps(boundary(model)).encode()
+    for direction, net in generators(model).items():
         prefix = folder / direction.value
-        save_net_with_metadata(torch.jit.script(generator(model, direction)), str(prefix), include_config_vals=False,
-                               more_extra_files={BOUNDARY_FILE: json.dumps(boundary(model)).encode()})
+        save_net_with_metadata(torch.jit.script(net), str(prefix), include_config_vals=False,
+                               more_extra_files={BOUNDARY_FILE: edge})
         written.append(prefix.with_suffix(".ts"))
     return written
 
@@ -130,16 +136,17 @@ def write_onnx(model: ModelFile, folder: Path) -> list[Path]:
 
     dims = {0: "batch", 2: "height", 3: "width"}
     written = []
-    for direction in Direction:
+    edge = json.dumps(boundary(model))
+    for direction, net in generators(model).items():
         path = folder / f"{direction.value}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on torchvision ops this network does not use
-            torch.onnx.export(generator(model, direction), (example_input(model),), str(path), input_names=["slices"],
+            torch.onnx.export(net, (example_input(model),), str(path), input_names=["slices"],
                               output_names=["translated"], dynamic_axes={"slices": dims, "translated": dims},
                               opset_version=ONNX_OPSET, dynamo=True, external_data=False, verbose=False)
         proto = onnx.load(str(path))
         entry = proto.metadata_props.add()
-        entry.key, entry.value = "mriganx", json.dumps(boundary(model))
+        entry.key, entry.value = "mriganx", edge
         proto.doc_string = f"mriganx {direction.value} generator; the boundary (input scaling, output range) is in metadata_props['mriganx']"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(path))
