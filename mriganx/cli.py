@@ -132,6 +132,7 @@ def train(
     init: Annotated[str | None, typer.Option(help="Fine-tune: start the generators from 'default' (the shipped model) or a model.pt.")] = None,
 ) -> None:
     """Train both directions (T1w->T2w and T2w->T1w) on unpaired folders."""
+    from mriganx.training import check_resume
     from mriganx.training import train as run_training
 
     for folder in (t1_dir, t2_dir):
@@ -157,6 +158,12 @@ def train(
         "train.batch_size": batch_size, "train.device": device, "train.seed": seed,
         "model.context_slices": context_slices, "train.precision": precision, "train.init": init,
     })
+    if resume and (out / "config.yaml").exists():  # before any data is read; the checkpoint is checked again
+        check_resume(load_config(out / "config.yaml"), cfg, out / "config.yaml")
+    if cfg.train.steps is not None and (epochs is not None or epochs_decay is not None):
+        given = f"--steps {steps}" if steps is not None else f"config {cfg.name} (train.steps {cfg.train.steps})"
+        raise MriganxError(None, f"--epochs and --epochs-decay do not act when the run's length is set in steps by {given}; "
+                                 "give the length one way")
     result = run_training(cfg, t1_dir, t2_dir, out, resume=resume)
     state = "interrupted; continue with --resume" if result.interrupted else "done"
     typer.echo(f"{state}: {result.steps} steps in {result.seconds:.0f} s")

@@ -49,6 +49,30 @@ from mriganx.slices import centre
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "mriganx-checkpoint"
+# Settings that act only when a run starts: a resumed run continues from the weights and random streams its
+# checkpoint holds, so another value would be recorded in the run's config.yaml without having acted.
+FIXED_AT_START = {"train.init": "--init", "train.seed": "--seed"}
+
+
+def check_resume(recorded: Config, asked: Config, source: str | Path) -> None:
+    """Refuse to resume a run started with ``recorded`` under settings that cannot act on a resumed run.
+
+    >>> from mriganx.config import load_config, override
+    >>> check_resume(load_config("smoke"), override(load_config("smoke"), {"train.init": "default"}), "run")
+    Traceback (most recent call last):
+    mriganx.errors.MriganxError: run: cannot resume with --init default: it acts only when a run starts, and this run started with no --init; drop it, or start a new --out
+    """
+    differ = [name for name in changed_settings(recorded, asked) if name in FIXED_AT_START]
+    if differ:
+        asked_, started = (", ".join(_flag(config, name) for name in differ) for config in (asked, recorded))
+        raise MriganxError(source, f"cannot resume with {asked_}: it acts only when a run starts, and this run started "
+                                   f"with {started}; drop it, or start a new --out")
+
+
+def _flag(config: Config, dotted: str) -> str:
+    section, key = dotted.split(".")
+    value = config.to_dict()[section][key]
+    return f"no {FIXED_AT_START[dotted]}" if value is None else f"{FIXED_AT_START[dotted]} {value}"
 
 
 class ImagePool:
@@ -424,6 +448,7 @@ class Trainer:
             raise MriganxError(path, "not a mriganx training checkpoint")
         if state["config"]["model"] != self.config.to_dict()["model"]:
             raise MriganxError(path, "checkpoint was trained with another network config; use the run's config.yaml")
+        check_resume(Config.from_dict(state["config"], path), self.config, path)
         recorded = state.get("data_fingerprint", {})
         current = {"t1": self.t1.fingerprint, "t2": self.t2.fingerprint}
         if recorded and recorded != current:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from mriganx.config import Direction, load_config, override
@@ -123,3 +124,44 @@ def test_bf16_training_on_cpu_keeps_fp32_weights_and_updates_them(phantom_dirs: 
         load_image(phantom_dirs["t1"] / sorted(p.name for p in phantom_dirs["t1"].iterdir())[0]), Direction.T1_TO_T2
     )
     assert translated.array.dtype == np.float32 and np.isfinite(translated.array).all()
+
+
+def test_settings_that_act_only_at_the_start_are_refused_on_resume(phantom_dirs: dict[str, Path], smoke_model: Path,
+                                                                    tmp_path: Path) -> None:
+    """--resume continues from the checkpoint's weights and random streams: --init or another --seed would be
+    recorded in config.yaml without having acted, so they are refused in one line and the run is left as it was."""
+    from typer.testing import CliRunner
+
+    from mriganx.cli import app
+    from mriganx.errors import MriganxError
+    from tests.helpers import assert_one_line_error
+
+    t1, t2, run = phantom_dirs["t1"], phantom_dirs["t2"], tmp_path / "run"
+    train(smoke(2), t1, t2, run, progress=False)
+    recorded, weights = (run / "config.yaml").read_text(), (run / "model.pt").read_bytes()
+    base = ["train", "--t1-dir", str(t1), "--t2-dir", str(t2), "--out", str(run), "--resume", "--max-steps", "3"]
+    for extra, needle in ((["--init", "default"], "cannot resume with --init default"),
+                          (["--init", str(smoke_model)], "started with no --init"),
+                          (["--seed", "7"], "cannot resume with --seed 7")):
+        assert_one_line_error(CliRunner().invoke(app, [*base, *extra]), str(run / "config.yaml"), needle, "new --out")
+    assert (run / "config.yaml").read_text() == recorded and (run / "model.pt").read_bytes() == weights
+    assert "init: null" in recorded
+    # The library refuses it too (the checkpoint's config is the record), before config.yaml is rewritten.
+    with pytest.raises(MriganxError, match="cannot resume with --init"):
+        train(smoke(3, **{"train.init": str(smoke_model)}), t1, t2, run, resume=True, progress=False)
+    assert (run / "config.yaml").read_text() == recorded
+    # The same seed, or no flag, resumes.
+    assert CliRunner().invoke(app, [*base, "--seed", "0"]).exit_code == 0
+
+
+def test_a_length_in_steps_and_one_in_epochs_are_refused_together(phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mriganx.cli import app
+    from tests.helpers import assert_one_line_error
+
+    base = ["train", "--t1-dir", str(phantom_dirs["t1"]), "--t2-dir", str(phantom_dirs["t2"]), "--out", str(tmp_path / "run")]
+    assert_one_line_error(CliRunner().invoke(app, [*base, "--steps", "10", "--epochs", "2"]), "--steps 10", "one way")
+    assert_one_line_error(CliRunner().invoke(app, [*base, "--config", "shipped", "--epochs-decay", "2"]),
+                          "train.steps 1800")
+    assert not (tmp_path / "run").exists()
