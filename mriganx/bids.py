@@ -50,11 +50,12 @@ from typing import Any
 import mriganx
 from mriganx.config import CONTRAST_NAMES, Direction
 from mriganx.contrast import detect_contrast
-from mriganx.convert import Converted, ConvertReport, convert_one
+from mriganx.convert import Converted, ConvertReport, convert_one, existing_outputs, may_replace
 from mriganx.errors import MriganxError
 from mriganx.inference import Translator
 from mriganx.io import (
     Image, image_stem, is_nifti_name, load_image, load_json, output_path, require_exists, save_json, sidecar_path,
+    written_by_mriganx, written_together,
 )
 from mriganx.modelfile import resolve
 
@@ -121,7 +122,10 @@ def enclosing_dataset(path: str | Path) -> Path | None:
 
 def refuse_writing_into_datasets(inputs: list[Path], output: Path | None) -> None:
     """Translations written beside inputs inside a raw BIDS dataset would make it invalid BIDS (``sub-01_T1w_t2``
-    is no BIDS name): refused in one line that says how to get them, unless ``-o`` sends them elsewhere."""
+    is no BIDS name): refused in one line that says how to get them, unless ``-o`` sends them elsewhere. So is a
+    folder laid out as one without its ``dataset_description.json`` (a dataset copied in part, or not yet
+    described): its ``anat/`` folders are a dataset's all the same, and ``--bids`` or ``--no-bids`` says which the
+    user means."""
     if output is not None:
         return
     for path in inputs:
@@ -130,6 +134,33 @@ def refuse_writing_into_datasets(inputs: list[Path], output: Path | None) -> Non
             raise MriganxError(path, f"lies inside the BIDS dataset {root}; a translation beside it would make the "
                                      f"dataset invalid: convert the dataset (mriganx convert {root}) into "
                                      "derivatives/mriganx, or pass -o")
+        described = any(is_dataset(folder) for folder in Path(path).resolve().parents)  # a derivative's: not guarded
+        laid_out = None if described else next(iter(bids_laid_out(path)), None)
+        if laid_out is not None:
+            raise MriganxError(laid_out, "lies in a BIDS layout (sub-*/anat/) without dataset_description.json; a "
+                                         "translation beside it would put a non-BIDS name into anat/: pass --bids "
+                                         "with the dataset's root (derivatives/mriganx), -o DIR, or --no-bids to "
+                                         "write beside it all the same")
+
+
+def bids_laid_out(path: str | Path) -> list[Path]:
+    """The T1w and T2w NIfTI images at or under ``path`` that lie as in a BIDS dataset:
+    ``sub-<label>/[ses-<label>/]anat/sub-<label>_..._T1w.nii[.gz]`` (or ``_T2w``), whether or not a
+    ``dataset_description.json`` says it is one."""
+    path = Path(path)
+    candidates = path.rglob("sub-*") if path.is_dir() else [path]
+    found = []
+    for image in candidates:
+        where = Path(os.path.abspath(image)).parent  # not resolved: a DataLad file links into .git/annex
+        if not (image.name.startswith("sub-") and is_nifti_name(image) and where.name == "anat"
+                and _suffix(image) in SUFFIXES):
+            continue
+        above = where.parent
+        if above.name.startswith("ses-"):
+            above = above.parent
+        if above.name.startswith("sub-"):
+            found.append(image)
+    return sorted(found)
 
 
 def parse_name(path: str | Path) -> tuple[dict[str, str], str]:
@@ -294,35 +325,43 @@ def _convert_source(translator: Translator, root: Path, out: Path, source: Path,
     direction = SUFFIXES[suffix]
     folder = out / source.parent.relative_to(root)
     target = output_path(folder, derivative_stem(source, direction))
-    if target.exists() and not overwrite:
-        return Converted(source, direction, f"{suffix} by its BIDS suffix -> {direction.value}", skipped=target)
     confidence_target = output_path(folder, derivative_stem(source, direction, confidence=True)) if confidence else None
-    sidecars = [sidecar_path(target), *([sidecar_path(confidence_target)] if confidence_target else [])]
-    if not overwrite:
-        for path in sidecars:
-            if path.exists():
-                raise MriganxError(path, "exists; pass --overwrite to replace it")
+    images = [target, *([confidence_target] if confidence_target else [])]
+    sidecars = [sidecar_path(path) for path in images]
+    # A rerun skips a scan whose outputs are all there; one with a part missing (a deleted sidecar, a map not asked
+    # for before) is written again whole, so that the sidecar describes the image beside it.
+    existing = existing_outputs([*images, *sidecars], _written_by_mriganx)
+    if len(existing) == len(images) + len(sidecars) and not overwrite:
+        return Converted(source, direction, f"{suffix} by its BIDS suffix -> {direction.value}", skipped=target)
+    replace = may_replace([*images, *sidecars], existing, overwrite)
     # Read once here for the check, and again by convert_one, which owns the write rules; a read costs a fraction
     # of a second beside the translation.
     check = check_suffix(load_image(source), suffix)
-    converted = convert_one(translator, source, direction=direction, output=target, single=True, batch_size=batch_size,
-                            overwrite=overwrite, confidence=confidence, confidence_target=confidence_target)
-    converted.note = check
     sources = [bids_uri(RAW, source.relative_to(root))]
     if confidence_target is None:
         cards = [sidecar(sources, direction, model, check)]
     else:
         cards = [sidecar(sources, direction, model, check, confidence_map=confidence_target.name),
                  sidecar(sources, direction, model, check, confidence_of=target.name)]
-    try:
+    with written_together():  # images and sidecars appear together or not at all, as in convert_one
+        converted = convert_one(translator, source, direction=direction, output=target, single=True,
+                                batch_size=batch_size, overwrite=replace, confidence=confidence,
+                                confidence_target=confidence_target)
         for card, path in zip(cards, sidecars):
-            converted.written.append(save_json(card, path, overwrite=overwrite))
-    except BaseException:
-        if not overwrite:  # a scan's outputs appear together or not at all, as in convert_one
-            for path in converted.written:
-                path.unlink(missing_ok=True)
-        raise
+            converted.written.append(save_json(card, path, overwrite=replace))
+    converted.note = check + (f"; {', '.join(p.name for p in existing)} of an earlier run without the rest: written "
+                              "again whole" if existing and not overwrite else "")
     return converted
+
+
+def _written_by_mriganx(path: Path) -> bool:
+    """An image mriganx wrote (:func:`mriganx.io.written_by_mriganx`), or a sidecar it wrote (:func:`sidecar`)."""
+    if path.suffix.lower() != ".json" or path.is_symlink():
+        return written_by_mriganx(path)
+    try:
+        return "MriganxVersion" in load_json(path)
+    except MriganxError:
+        return False
 
 
 def convert_bids(root: str | Path, model: Path | str | None = None, *, output: Path | None = None,

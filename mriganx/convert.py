@@ -21,8 +21,9 @@ a dataset gets the plain names above, beside its images.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
-import shutil
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,16 @@ from mriganx.contrast import detect_contrast
 from mriganx.dicom import save_dicom_series
 from mriganx.inference import Translator
 from mriganx.io import (
-    Image, ImageKind, find_images, image_kind, image_stem, is_nifti_name, load_image, output_path, require_exists,
-    save_like, save_png, sibling, to_uint8,
+    DICOM_FOLDER_SUFFIX, Image, ImageKind, find_images, image_kind, image_stem, is_nifti_name, is_translation, is_within,
+    load_image, output_path, require_exists, save_like, save_png, sibling, to_uint8, written_by_mriganx, written_together,
 )
 from mriganx.modelfile import resolve
+
+log = logging.getLogger(__name__)
+CONFIDENCE_SUFFIX = "_confidence"
+# The ends of the names convert gives its outputs (before the extension): a file so named beside the image it would
+# be the translation of is one, whatever its header says.
+OUTPUT_ENDINGS = tuple(f"_{d.target}{extra}" for d in Direction for extra in ("", CONFIDENCE_SUFFIX))
 
 
 def output_name(path: Path, direction: Direction) -> str:
@@ -52,12 +59,72 @@ def describe(direction: Direction) -> str:
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files and DICOM series folders stay; other folders give the images inside them."""
+    """Files and DICOM series folders stay; other folders give the images inside them, less the translations
+    mriganx wrote there earlier (:func:`earlier_outputs`): a rerun never translates its own outputs. A translation
+    named as an input file is converted like any scan."""
     expanded: list[Path] = []
     for path in inputs:
         require_exists(path)
-        expanded.extend(find_images(path) if path.is_dir() else [path])
+        if path.is_dir() and not is_translation(path):
+            found = find_images(path)
+            ours = earlier_outputs(found)
+            if ours:
+                log.warning("%s: passed over %d translation(s) mriganx wrote earlier (by their headers or names): %s; "
+                            "name one as an input to convert it", path, len(ours), ", ".join(p.name for p in ours[:5]))
+            expanded.extend(p for p in found if p not in ours)
+        else:
+            expanded.append(path)
     return expanded
+
+
+def earlier_outputs(found: list[Path]) -> list[Path]:
+    """The images in ``found`` that are mriganx's translations or confidence maps: by what they say of themselves
+    (:func:`mriganx.io.is_translation`), or by name: ``X_t2``, ``X_t2_confidence`` or ``X_t2_dicom`` beside an image
+    ``X`` is where X's translation goes, so it is taken for one (an older output, or one whose header a tool
+    rewrote)."""
+    stems = {(p.parent, image_stem(p)) for p in found}
+
+    def named_as_output(path: Path) -> bool:
+        stem = image_stem(path)
+        if path.is_dir() and stem.endswith(DICOM_FOLDER_SUFFIX):
+            stem = stem[: -len(DICOM_FOLDER_SUFFIX)]
+        return any(stem.endswith(end) and (path.parent, stem[: -len(end)]) in stems for end in OUTPUT_ENDINGS)
+
+    return [path for path in found if named_as_output(path) or is_translation(path)]
+
+
+def existing_outputs(planned: list[Path], owned: Callable[[Path], bool] = written_by_mriganx) -> list[Path]:
+    """The planned outputs of one scan that exist already. One that mriganx did not write (``owned``: a measured
+    ``scan_t2.nii.gz`` at a translation's name, a link, a folder of other files) is refused in one line, with or
+    without ``--overwrite``: it is never replaced."""
+    existing = [path for path in planned if path.exists() or path.is_symlink()]
+    for path in existing:
+        if not owned(path):
+            what = "a symbolic link" if path.is_symlink() else "not an output mriganx wrote"
+            raise MriganxError(path, f"exists and is {what}; --overwrite replaces only mriganx's own outputs: move it "
+                                     "or choose another output")
+    return existing
+
+
+def may_replace(planned: list[Path], existing: list[Path], overwrite: bool) -> bool:
+    """Whether a scan's writers replace what exists: with ``overwrite``, or when only part of the scan's outputs
+    exist (all mriganx's, :func:`existing_outputs`): the rest of an interrupted or narrower earlier run, which the
+    rerun writes whole again instead of being blocked by it. All of them existing, without ``overwrite``, is an
+    error (the caller may skip instead)."""
+    if existing and len(existing) == len(planned) and not overwrite:
+        raise MriganxError(existing[0], "exists; pass --overwrite to replace it")
+    return overwrite or bool(existing)
+
+
+def refuse_outputs_inside_inputs(sources: list[Path], output: Path | None) -> None:
+    """``-o`` equal to an input file, or inside an input series folder, is refused before any work: outputs there
+    would overwrite the scan or become part of the series the next run reads."""
+    if output is None:
+        return
+    for source in sources:
+        if is_within(output, source):
+            raise MriganxError(output, f"is {'the input' if source.is_file() else 'inside the input series folder'} "
+                                       f"{source}; choose an output outside it")
 
 
 @dataclass
@@ -125,40 +192,32 @@ def convert_one(translator: Translator, source: Path, *, direction: Direction | 
     if skip_existing and all(path.exists() for path in main):
         return Converted(source, direction, note, skipped=main[0])
     png_target = sibling(target, "", ImageKind.PNG)
-    confidence_target = confidence_target or sibling(target, "_confidence")
+    confidence_target = confidence_target or sibling(target, CONFIDENCE_SUFFIX)
     planned = [*main, *([png_target] if image.kind is ImageKind.PNG else []),
                *([confidence_target] if confidence else [])]
-    if not overwrite:
-        for path in planned:
-            if path.exists():
-                raise MriganxError(path, "exists; pass --overwrite to replace it")
+    existing = existing_outputs(planned)
+    replace = may_replace(planned, existing, overwrite)
+    if existing and not overwrite:
+        note += f"; {', '.join(p.name for p in existing)} of an earlier run without the rest: written again whole"
     result = translator.translate(image, direction, batch_size, confidence=confidence)
     description = describe(direction)
     written = []
-    try:
+    with written_together():  # a scan's outputs appear together or not at all, even after a SIGKILL
         if output_format.nifti:
-            written.append(save_like(result.array, image, target, overwrite=overwrite, description=description))
+            written.append(save_like(result.array, image, target, overwrite=replace, description=description))
         if output_format.dicom:
             # Windowed on the target contrast's training range: the span the translation was made to fill.
-            written.append(save_dicom_series(result.array, image, dicom_target, overwrite=overwrite,
+            written.append(save_dicom_series(result.array, image, dicom_target, overwrite=replace,
                                              description=f"mriganx synthetic {direction.names[1]}",
                                              window=(result.output_range.low, result.output_range.high)))
         if image.kind is ImageKind.PNG:
             # 8 bits hold the translation's own range (the target contrast's training range), never a clipped part.
             low, high = result.output_range.low, result.output_range.high
             pixels = to_uint8(result.array[..., 0], low, high)
-            written.append(save_png(pixels, png_target, overwrite=overwrite, protect=(source,)))
+            written.append(save_png(pixels, png_target, overwrite=replace, protect=(source,), description=description))
         if result.confidence is not None:
-            written.append(save_like(result.confidence, image, confidence_target, overwrite=overwrite,
+            written.append(save_like(result.confidence, image, confidence_target, overwrite=replace,
                                      description=f"mriganx {direction.value} doubt: higher = less trustworthy"))
-    except BaseException:
-        if not overwrite:  # a scan's outputs appear together or not at all
-            for path in written:
-                if path.is_dir():  # a DICOM series folder
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-        raise
     return Converted(source, direction, note, written)
 
 
@@ -222,6 +281,7 @@ def convert(
     model = resolve(model)
     translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
     sources = expand_inputs(inputs)
+    refuse_outputs_inside_inputs(sources, output)
     report = ConvertReport()
     options = {"direction": direction, "output": output, "single": len(sources) == 1, "batch_size": batch_size,
                "overwrite": overwrite, "skip_existing": skip_existing, "series": series, "confidence": confidence,

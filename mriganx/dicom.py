@@ -54,7 +54,7 @@ import SimpleITK as sitk
 
 from mriganx import __version__
 from mriganx.errors import MriganxError
-from mriganx.io import DICOM_SUFFIXES, Image, ImageKind, atomic_folder
+from mriganx.io import DICOM_SUFFIXES, OWN_MARK, Image, ImageKind, atomic_folder
 
 # DICOM LPS world coordinates -> NIfTI RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -238,6 +238,26 @@ def _slice_order(like: Image) -> list[tuple[int, pydicom.Dataset]]:
     return sorted(ordered.items(), key=lambda item: item[0])
 
 
+def written_series(folder: Path) -> bool:
+    """Whether ``folder`` is a DICOM series mriganx wrote (:func:`save_dicom_series`): nothing in it but ``.dcm``
+    files, each DERIVED with Manufacturer mriganx. The one kind of folder ``--overwrite`` replaces in DICOM out, and a
+    folder conversion passes over (it is a translation, not a scan)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    entries = sorted(folder.iterdir())
+    if not entries or any(p.is_symlink() or not p.is_file() or p.suffix.lower() != ".dcm" for p in entries):
+        return False
+    for file in entries:
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
+            return False
+        types = header.get("ImageType") or []
+        if str(header.get("Manufacturer", "")) != OWN_MARK or "DERIVED" not in ([types] if isinstance(types, str) else list(types)):
+            return False
+    return True
+
+
 def _dicom_now() -> tuple[str, str]:
     now = time.localtime()
     return time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
@@ -255,8 +275,8 @@ def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, des
     SourceImageSequence naming that input slice. Pixels are uint16 with one RescaleSlope/Intercept for the series
     (:func:`dicom_rescale`): the float values come back within half a rescale step. WindowCenter/Width span
     ``window`` (default: the minimum to the 99.5th percentile). The folder is written whole or not at all
-    (:func:`atomic_folder`); with ``overwrite`` an existing folder is replaced only if it holds nothing but
-    ``.dcm`` files. Example: ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
+    (:func:`atomic_folder`); with ``overwrite`` an existing folder is replaced only if it is a series mriganx wrote
+    (:func:`written_series`). Example: ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
     description="mriganx synthetic T2w")``.
     """
     folder = Path(folder)
@@ -265,8 +285,8 @@ def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, des
                                         "study and slice geometry from it); write NIfTI instead")
     if array.shape != like.array.shape:
         raise ValueError(f"array shape {array.shape} differs from the input grid {like.array.shape}")
-    if overwrite and folder.is_dir() and any(p.is_dir() or p.suffix.lower() != ".dcm" for p in folder.iterdir()):
-        raise MriganxError(folder, "holds files other than a DICOM series; refusing to replace it")
+    if overwrite and (folder.exists() or folder.is_symlink()) and not written_series(folder):
+        raise MriganxError(folder, "holds files other than a DICOM series mriganx wrote; refusing to replace it")
     slices = _slice_order(like)
     values = np.asarray(array, dtype=np.float64)
     slope, intercept = dicom_rescale(values)
@@ -301,7 +321,7 @@ def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, des
             reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
             ds.SourceImageSequence = [reference]
             ds.Modality = "MR"
-            ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "mriganx", "mriganx", __version__
+            ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = OWN_MARK, OWN_MARK, __version__
             ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = date
             ds.InstanceCreationTime = ds.SeriesTime = ds.ContentTime = clock
             # MR image module: type 1 values that claim no sequence (RM: research mode), type 2 values left empty.

@@ -42,7 +42,7 @@ import mriganx
 from mriganx.config import Direction, ExportFormat
 from mriganx.errors import MriganxError
 from mriganx.frame import FRAME_AXCODES
-from mriganx.io import atomic_folder
+from mriganx.io import atomic_folder, is_within, load_json
 from mriganx.modelfile import ModelFile, resolve
 from mriganx.networks import TwoWayGenerator
 
@@ -59,7 +59,10 @@ def boundary(model: ModelFile) -> dict[str, Any]:
     channels = model.model.channels
     return {
         "mriganx_version": mriganx.__version__,
-        "model": {"name": model.provenance.get("name", ""), "weights_sha256": model.weights_sha256(), "steps": model.steps},
+        "model": {"name": model.name(), "weights_sha256": model.weights_sha256(), "steps": model.steps,
+                  "licence": model.licence() or "not recorded", **({"terms": model.terms()} if model.terms() else {}),
+                  "fine_tuned_from": [{key: parent[key] for key in ("name", "version", "weights_sha256", "licence", "terms")
+                                       if key in parent} for parent in model.lineage]},
         "input": {
             "shape": ["batch", channels, "height", "width"],
             "dtype": "float32",
@@ -159,8 +162,8 @@ def _metadata(model: ModelFile) -> dict[str, Any]:
     import monai
     import numpy
 
-    given, edge = model.provenance, boundary(model)
-    name = str(given.get("name") or "mriganx model")
+    edge = boundary(model)
+    name = model.name("mriganx model")
     spatial = [f"{model.data.pad_multiple}*n", f"{model.data.pad_multiple}*n"]
 
     def tensor(contrast: str) -> dict[str, Any]:
@@ -188,9 +191,9 @@ def _metadata(model: ModelFile) -> dict[str, Any]:
         "copyright": "Copyright (c) mriganx contributors",
         "intended_use": "Research only, not for diagnosis: a synthetic contrast to view beside the measured one, "
                         "or to feed tools that need it. See docs/README.md for what the model was never shown.",
-        "data_source": str(given.get("training_data") or "not recorded in the model file"),
+        "data_source": model.training_data() or "not recorded in the model file",
         "data_type": "nifti",
-        "license": str(given.get("licence") or "not recorded in the model file: ask whoever trained it"),
+        "license": model.licence() or "not recorded in the model file: ask whoever trained it",
         "references": ["Zhu J-Y, Park T, Isola P, Efros AA. Unpaired Image-to-Image Translation using Cycle-Consistent "
                        "Adversarial Networks. ICCV 2017."],
         "network_data_format": {
@@ -277,13 +280,21 @@ loads. TorchScript is deprecated upstream; it is shipped because MONAI bundles a
 
 
 def _licence(model: ModelFile) -> str:
-    given = str(model.provenance.get("licence") or "")
-    if given.startswith("Apache-2.0"):
+    """``LICENSE``: the terms the weights carry, their own or, for a fine-tuned model, inherited from its parent."""
+    own, licence = model.provenance.get("licence"), model.licence()
+    if licence is None:
+        return ("The licence of these weights is not recorded in the model file they were exported from. Weights carry the\n"
+                "terms of the data they were trained on: ask whoever trained the model before sharing this bundle.\n")
+    terms = f"\nTerms: {model.terms()}\n" if model.terms() else ""
+    if not own:  # inherited: fine-tuning does not shed the parent's terms, and adds its data's, which are unknown here
+        parent = model.lineage[0]
+        return (f"These weights were fine-tuned from {parent['name']} and carry its terms:\n\n{parent['licence']}\n{terms}\n"
+                "They also carry the terms of the data they were fine-tuned on, which the model file does not record:\n"
+                "ask whoever fine-tuned the model before sharing this bundle.\n")
+    if str(own).startswith("Apache-2.0"):
         return ("SPDX-License-Identifier: Apache-2.0\n\nThe weights in models/ and the configs of this bundle are licensed "
-                "under the Apache License, Version 2.0: https://www.apache.org/licenses/LICENSE-2.0\n\n"
-                f"{given}\n")
-    return ("The licence of these weights is not recorded in the model file they were exported from. Weights carry the\n"
-            "terms of the data they were trained on: ask whoever trained the model before sharing this bundle.\n")
+                f"under the Apache License, Version 2.0: https://www.apache.org/licenses/LICENSE-2.0\n\n{own}\n{terms}")
+    return f"{own}\n{terms}"
 
 
 def quiet_monai_logs() -> None:
@@ -321,16 +332,59 @@ NEEDS = {ExportFormat.ONNX: ("onnx", "onnxscript")}  # what torch's ONNX exporte
 WRITERS = {ExportFormat.TORCHSCRIPT: write_torchscript, ExportFormat.ONNX: write_onnx, ExportFormat.MONAI_BUNDLE: write_bundle}
 
 
+# Every file an export writes, in any format: a folder holding anything else is not one of ours to replace.
+EXPORTED_FILES = frozenset({
+    BOUNDARY_FILE, *(f"{d.value}{ext}" for d in Direction for ext in (".ts", ".onnx")), "LICENSE",
+    "configs/metadata.json", "configs/inference.json", "docs/README.md", "models/model.pt", "models/model.ts",
+})
+
+
+def earlier_export(folder: Path) -> str | None:
+    """``None`` if ``folder`` is an export mriganx wrote (its ``mriganx.json`` and nothing an export does not
+    write), else what says it is not: the one kind of folder ``export --overwrite`` replaces, so that a training
+    run, a bundle with the user's scans in it, or any other folder is never deleted."""
+    if folder.is_symlink() or not folder.is_dir():
+        return "is not a folder" if not folder.is_symlink() else "is a symbolic link"
+    try:
+        if "mriganx_version" not in load_json(folder / BOUNDARY_FILE):
+            return f"its {BOUNDARY_FILE} is not an export's"
+    except MriganxError:
+        return f"holds no {BOUNDARY_FILE} of an earlier export"
+    for entry in sorted(folder.rglob("*")):
+        name = entry.relative_to(folder).as_posix()
+        known = name in EXPORTED_FILES or any(f.startswith(f"{name}/") for f in EXPORTED_FILES)
+        if entry.is_symlink() or not known or (entry.is_dir() and name in EXPORTED_FILES):
+            return f"holds {name}, which no export writes"
+    return None
+
+
+def refuse_export_into(out: Path, model: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an export folder in the model's own folder (a training run: its files are not the
+    export's) or one that exists and is not an earlier export (see :func:`earlier_export`)."""
+    if is_within(out, model.parent):
+        raise MriganxError(out, f"is in the folder of the model it exports ({model.parent}); an export there would "
+                                "sit among (or replace) the run's files: choose a folder outside it")
+    if out.exists() or out.is_symlink():
+        foreign = earlier_export(out)
+        if foreign is not None:
+            raise MriganxError(out, f"exists and is not an export mriganx wrote ({foreign}); --overwrite replaces "
+                                    "only an earlier export: choose another folder")
+        if not overwrite:
+            raise MriganxError(out, "exists; pass --overwrite to replace it")
+
+
 def export_model(model: str | Path | None, fmt: ExportFormat | str, out: Path, overwrite: bool = False) -> list[Path]:
     """Export a model file (``None``: the shipped default) in ``fmt`` into the folder ``out``; returns the files
-    written. The folder appears whole or not at all."""
+    written. The folder appears whole or not at all; an existing one is replaced (``overwrite``) only if it is an
+    earlier export (:func:`refuse_export_into`)."""
     fmt = ExportFormat(fmt)
     missing = [name for name in NEEDS.get(fmt, ()) if importlib.util.find_spec(name) is None]
     if missing:
         raise MriganxError(None, f"--format {fmt.value} needs {' and '.join(missing)}: pip install 'mriganx[export]'")
     path = resolve(model)
+    refuse_export_into(Path(out), Path(path), overwrite)
     loaded = ModelFile.load(path)
-    with atomic_folder(out, overwrite=overwrite) as staging:
+    with atomic_folder(out, overwrite=overwrite, protect=(Path(path),)) as staging:
         written = WRITERS[fmt](loaded, staging)
         (staging / BOUNDARY_FILE).write_text(json.dumps(boundary(loaded), indent=1) + "\n", encoding="utf-8")
     return [out / p.relative_to(staging) for p in written] + [out / BOUNDARY_FILE]

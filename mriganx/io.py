@@ -40,6 +40,7 @@ so an output appears only complete; it refuses to overwrite its source image and
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gzip
 import json
 import logging
@@ -48,7 +49,7 @@ import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -57,12 +58,18 @@ import nibabel as nib
 import numpy as np
 from PIL import Image as PILImage
 
+from mriganx.config import Direction
 from mriganx.errors import MriganxError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # longest first, so that stripping a suffix takes all of it
 PNG_SUFFIXES = (".png",)
 DICOM_SUFFIXES = (".dcm", ".ima", "")
 DICOM_FOLDER_SUFFIX = "_dicom"  # a DICOM series mriganx writes is a folder, one file per slice
+# What every image mriganx writes says first (NIfTI descrip, PNG Description text, DICOM Manufacturer): how an output
+# is recognised as the tool's own, the only kind --overwrite may replace.
+OWN_MARK = "mriganx"
+# How a translation or its confidence map describes itself (convert.describe): never taken as an input again.
+TRANSLATION_MARKS = tuple(f"{OWN_MARK} {direction.value} " for direction in Direction)
 log = logging.getLogger(__name__)
 
 
@@ -214,6 +221,47 @@ def require_exists(path: str | Path) -> Path:
             raise MriganxError(path, "is a broken symbolic link or a link loop")
         raise MriganxError(path, "does not exist")
     return path
+
+
+def own_description(path: str | Path) -> str:
+    """What an image file says of where it came from: a NIfTI's ``descrip``, a PNG's ``Description`` text; ``""``
+    for anything else, or for a file that cannot be read. Only the header is read."""
+    path = Path(path)
+    try:
+        if is_nifti_name(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                raw = np.asarray(nib.load(path).header["descrip"]).item()
+            return raw.split(b"\0", 1)[0].decode("latin-1") if isinstance(raw, bytes) else str(raw)
+        if path.name.lower().endswith(PNG_SUFFIXES):
+            with PILImage.open(path) as pil:
+                return str(pil.info.get("Description", ""))
+    except (OSError, EOFError, ValueError, SyntaxError, zlib.error, nib.filebasedimages.ImageFileError):
+        pass
+    return ""
+
+
+def written_by_mriganx(path: str | Path) -> bool:
+    """Whether ``path`` is recognisably an output of mriganx, the only thing ``--overwrite`` may replace: a NIfTI or
+    PNG that says so (:data:`OWN_MARK`), or a DICOM series mriganx wrote (:func:`mriganx.dicom.written_series`). A
+    symbolic link is never one: mriganx writes none, and replacing it would leave its target's owner guessing."""
+    from mriganx.dicom import written_series  # not at the top: mriganx.dicom imports this module (see image_kind)
+
+    path = Path(path)
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return written_series(path)
+    return own_description(path).startswith(OWN_MARK)
+
+
+def is_translation(path: str | Path) -> bool:
+    """Whether ``path`` is a translation or confidence map mriganx wrote, by what it says of itself (a phantom from
+    ``mriganx synth`` also says mriganx, but is an input like any scan)."""
+    from mriganx.dicom import written_series
+
+    path = Path(path)
+    return written_series(path) if path.is_dir() else own_description(path).startswith(TRANSLATION_MARKS)
 
 
 def load_image(path: str | Path, series: str | None = None) -> Image:
@@ -375,6 +423,69 @@ def _remove_stale_parts(path: Path) -> None:
             continue  # not ours, or a live writer of another user
 
 
+def normal_path(path: str | Path) -> Path:
+    """``path`` absolute, with ``.`` and ``..`` taken out and the links above it resolved, its last name kept as
+    written (a link there stays a link): ``-o .``, ``-o ..`` and ``out/`` name the folder they mean, so that its part
+    files go beside it, not into it or into the current folder."""
+    absolute = Path(os.path.abspath(path))
+    return absolute.parent.resolve() / absolute.name if absolute.name else absolute
+
+
+def is_within(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, links followed on both sides (one place reached by two
+    spellings, ``a/../b`` or a link, is one place)."""
+    inner, outer = Path(path).resolve(), Path(folder).resolve()
+    return inner == outer or outer in inner.parents
+
+
+# One scan's outputs, written inside written_together(): the final renames wait for the end of the block.
+_Commit = Callable[[], "Callable[[], None] | None"]  # moves an output into place; returns how to take a new one back
+_PENDING: contextvars.ContextVar[list[tuple[_Commit, Callable[[], None]]] | None] = contextvars.ContextVar(
+    "mriganx_pending_outputs", default=None)
+
+
+@contextlib.contextmanager
+def written_together() -> Iterator[None]:
+    """Outputs written inside the block (:func:`atomic_output`, :func:`atomic_folder`) appear together or not at all.
+
+    Each writes its part file (or folder) as usual, but its final rename waits for the end of the block: an error
+    (or SIGTERM) in the block leaves none of them, and a SIGKILL leaves only part files, which the next write removes,
+    never a translation without its DICOM series or its sidecar that would block or confuse a rerun. A rename that
+    fails at the end takes back the outputs the block had newly placed. Inside an open block, a block joins it.
+    """
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: list[tuple[_Commit, Callable[[], None]]] = []
+    token = _PENDING.set(pending)
+    placed: list[Callable[[], None]] = []
+    try:
+        yield
+        for commit, _ in pending:
+            take_back = commit()
+            if take_back is not None:
+                placed.append(take_back)
+    except BaseException:
+        for take_back in reversed(placed):
+            take_back()
+        raise
+    finally:
+        _PENDING.reset(token)
+        for _, discard in pending:
+            discard()
+
+
+def _finish(commit: _Commit, discard: Callable[[], None]) -> None:
+    pending = _PENDING.get()
+    if pending is not None:
+        pending.append((commit, discard))
+        return
+    try:
+        commit()
+    finally:
+        discard()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block finishes.
@@ -384,37 +495,50 @@ def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path
     process id; part files of dead writers are removed. The file gets the permissions the user's umask gives a new
     file (0644 under umask 022), not ``mkstemp``'s private 0600. Without ``overwrite`` the final step is a hard
     link, which fails if the name appeared meanwhile (another process, or two inputs with one output name), so an
-    existing file is never replaced silently.
+    existing file is never replaced silently. Inside :func:`written_together` the final step waits for its end.
     """
     path = Path(path)
-    if any(path.resolve() == Path(p).resolve() for p in protect):
+    place = normal_path(path)
+    if any(place.resolve() == Path(p).resolve() for p in protect):
         raise MriganxError(path, "refusing to overwrite an input file; choose another output name")
-    if path.exists() and not overwrite:
+    if (place.exists() or place.is_symlink()) and not overwrite:
         raise MriganxError(path, "exists; pass --overwrite to replace it")
-    folder = path.parent if str(path.parent) else Path(".")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_parts(path)
-        suffix = next((s for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
-        handle, name = tempfile.mkstemp(prefix=f"{_part_prefix(path)}{os.getpid()}.", suffix=suffix, dir=folder)
+        place.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(place)
+        suffix = next((s for s in NIFTI_SUFFIXES if place.name.lower().endswith(s)), place.suffix)
+        handle, name = tempfile.mkstemp(prefix=f"{_part_prefix(place)}{os.getpid()}.", suffix=suffix, dir=place.parent)
         os.close(handle)
         os.chmod(name, 0o666 & ~_umask())
     except OSError as exc:
-        raise MriganxError(folder, f"cannot write here ({exc.strerror or exc})") from None
+        raise MriganxError(place.parent, f"cannot write here ({exc.strerror or exc})") from None
     temporary = Path(name)
+
+    def commit() -> Callable[[], None] | None:
+        try:
+            if overwrite:
+                os.replace(temporary, place)
+                return None
+            _move_no_clobber(temporary, place)
+            return lambda: place.unlink(missing_ok=True)
+        except FileExistsError:
+            raise MriganxError(path, "appeared while it was being written (another process, or two inputs with one "
+                                     "output name); nothing was replaced") from None
+        except OSError as exc:
+            raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
+
+    def discard() -> None:
+        temporary.unlink(missing_ok=True)
+
     try:
         yield temporary
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            _move_no_clobber(temporary, path)
-    except FileExistsError:
-        raise MriganxError(path, "appeared while it was being written (another process, or two inputs with one "
-                                 "output name); nothing was replaced") from None
     except OSError as exc:
+        discard()
         raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    except BaseException:
+        discard()
+        raise
+    _finish(commit, discard)
 
 
 @contextlib.contextmanager
@@ -422,41 +546,75 @@ def atomic_folder(path: str | Path, overwrite: bool = False, protect: tuple[Path
     """Yield a temporary folder beside ``path``; rename it onto ``path`` only if the block finishes: a folder of
     outputs (a DICOM series, an exported model) appears whole or not at all, as :func:`atomic_output` does for one
     file. The folder gets the umask's permissions; part folders of dead writers are removed. With ``overwrite`` an
-    existing folder is replaced only after the new one is complete; without it, an existing one is an error. A
-    protected path (an input), or a folder holding one, is never replaced.
+    existing folder is replaced only after the new one is complete (whether it may be replaced at all is the
+    caller's rule: its own earlier output only); without it, an existing one is an error. A protected path (an
+    input), a folder holding one, and the current folder or one holding it are never replaced.
     """
     path = Path(path)
-    inside = [p for p in protect if path.resolve() == Path(p).resolve() or path.resolve() in Path(p).resolve().parents]
+    place = normal_path(path)
+    inside = [p for p in protect if is_within(p, place)]
     if inside:
         raise MriganxError(path, f"holds the input {inside[0]}; choose another output folder")
-    if path.exists() and not overwrite:
+    exists = place.exists() or place.is_symlink()
+    if exists and not overwrite:
         raise MriganxError(path, "exists; pass --overwrite to replace it")
-    if path.exists() and not path.is_dir():
+    if exists and not place.is_dir():
         raise MriganxError(path, "exists and is not a folder")
-    parent = path.parent if str(path.parent) else Path(".")
+    if exists and is_within(Path.cwd(), place):
+        raise MriganxError(path, "is the current folder or holds it; replacing it would pull the folder from under "
+                                 "this shell: run from elsewhere, or name another folder")
+    parent = place.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_parts(path)
-        temporary = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(path)}{os.getpid()}.", dir=parent))
+        _remove_stale_parts(place)
+        temporary = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(place)}{os.getpid()}.", dir=parent))
         os.chmod(temporary, 0o777 & ~_umask())
     except OSError as exc:
         raise MriganxError(parent, f"cannot write here ({exc.strerror or exc})") from None
-    try:
-        yield temporary
-        if path.exists():
+
+    def commit() -> Callable[[], None] | None:
+        try:
+            if not (place.exists() or place.is_symlink()):
+                os.rename(temporary, place)
+                return lambda: shutil.rmtree(place, ignore_errors=True)
             if not overwrite:
                 raise MriganxError(path, "appeared while it was being written; nothing was replaced")
-            old = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(path)}{os.getpid()}.old.", dir=parent))
-            os.replace(path, old / path.name)
-            os.replace(temporary, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(temporary, path)
-    except OSError as exc:
-        raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
-    finally:
+            _swap_folder(temporary, place)
+            return None
+        except OSError as exc:
+            raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
+
+    def discard() -> None:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+    try:
+        yield temporary
+    except OSError as exc:
+        discard()
+        raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
+    except BaseException:
+        discard()
+        raise
+    _finish(commit, discard)
+
+
+def _swap_folder(new: Path, place: Path) -> None:
+    """Put the folder ``new`` where the folder ``place`` is, in two renames; if the second fails the old folder goes
+    back, so ``place`` always holds one whole folder; the old one is deleted only once the new one is in place."""
+    old = Path(tempfile.mkdtemp(prefix=f"{_part_prefix(place)}{os.getpid()}.old.", dir=place.parent))
+    try:
+        os.replace(place, old / place.name)
+    except OSError:
+        old.rmdir()
+        raise
+    try:
+        os.replace(new, place)
+    except OSError:
+        os.replace(old / place.name, place)
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _move_no_clobber(temporary: Path, path: Path) -> None:
@@ -526,13 +684,21 @@ def save_like(
     return _write_nifti(out, path, overwrite, (like.source,), description)
 
 
-def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
-    """Write a 2D array of 8-bit values (see :func:`to_uint8`) as a grayscale PNG, atomically."""
+def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, protect: tuple[Path, ...] = (),
+             description: str | None = None) -> Path:
+    """Write a 2D array of 8-bit values (see :func:`to_uint8`) as a grayscale PNG, atomically; ``description`` goes
+    into its ``Description`` text (what a translation says it is, as a NIfTI's ``descrip``)."""
+    from PIL.PngImagePlugin import PngInfo
+
     pixels = np.squeeze(np.asarray(array))
     if pixels.ndim != 2:
         raise ValueError(f"a PNG holds one 2D slice, got shape {array.shape}")
     if pixels.dtype != np.uint8:
         raise ValueError(f"a PNG slice needs uint8 pixels (use to_uint8), got {pixels.dtype}")
     with atomic_output(path, overwrite, protect) as temporary:
-        PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG")
+        info = PngInfo()
+        if description is not None:
+            info.add_text("Description", description)
+            info.add_text("Software", OWN_MARK)
+        PILImage.fromarray(pixels, mode="L").save(temporary, format="PNG", pnginfo=info)
     return Path(path)

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from mriganx.config import Direction
 from mriganx.convert import convert
+from mriganx.errors import MriganxError
 from mriganx.io import load_image
 from mriganx.synthetic import make_phantom
 from tests.helpers import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
@@ -89,8 +90,8 @@ def test_outputs_are_never_overwritten_silently(smoke_model: Path, tmp_path: Pat
     report = convert([source], smoke_model, progress=False, device="cpu")
     assert report.failed and "--overwrite" in str(report.failed[0])
     assert out.stat().st_mtime_ns == stamp
-    report = convert([source], smoke_model, output=source, progress=False, device="cpu", overwrite=True)
-    assert report.failed and "input" in str(report.failed[0])
+    with pytest.raises(MriganxError, match="is the input"):  # refused before any work
+        convert([source], smoke_model, output=source, progress=False, device="cpu", overwrite=True)
     assert source.read_bytes() == original
     assert convert([source], smoke_model, progress=False, device="cpu", skip_existing=True).skipped == [out]
     assert not list(tmp_path.glob(".*part*"))
