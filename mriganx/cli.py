@@ -302,8 +302,8 @@ def models(
 
     if list_:
         for name in shipped_models():
-            given = ModelFile.load(resolve(name)).provenance
-            typer.echo(f"{name}: {given.get('name', '')}; weights licence: {str(given.get('licence', 'not recorded')).split(' (')[0]}")
+            listed = ModelFile.load(resolve(name))
+            typer.echo(f"{name}: {listed.name(name)}; weights licence: {(listed.licence() or 'not recorded').split(' (')[0]}")
         return
     path = resolve(model)
     typer.echo(ModelFile.load(path).card(path))

@@ -11,7 +11,8 @@ The file is ``torch.save`` of a plain dict (tensors, numbers, strings, lists, di
 key                    value
 =====================  ================================================================================================
 ``format``             ``"mriganx-model"`` (a training checkpoint says ``"mriganx-checkpoint"`` and is refused here)
-``format_version``     ``2``; version 1 (mriganx 0.1, before provenance) still loads, newer versions are refused
+``format_version``     ``3``; versions 1 (mriganx 0.1, before provenance) and 2 (before lineage) still load, newer
+                       versions are refused
 ``frame``              ``"SPL"``: the slice frame the networks were trained in (:data:`mriganx.frame.FRAME_AXCODES`)
 ``model``, ``data``    the :class:`~mriganx.config.ModelConfig` and :class:`~mriganx.config.DataConfig` as dicts; checked
                        against the config limits before any network is built
@@ -24,11 +25,16 @@ key                    value
 ``mriganx_version``    the version that wrote the file
 ``provenance``         version 2: free-form plain values for the model card: training data and licences, command,
                        commit, wall time, validation numbers, intended use; ``weights_sha256`` when recorded
+``lineage``            version 3: the models this one was fine-tuned from (``mriganx train --init``), nearest first;
+                       ``[]`` for a model trained from scratch (and for older files). Each is what its card says (see
+                       :meth:`ModelFile.fine_tuning_lineage`): name, version, licence and terms, training data, steps,
+                       weights sha256, card text, and how ``--init`` named it. A model without a licence of its own
+                       carries its parent's (:meth:`ModelFile.licence`)
 =====================  ================================================================================================
 
 Every check fails with a one-line :class:`~mriganx.errors.MriganxError` naming the file: not a file, not loadable
 weights-only, not a model, a newer format, another frame, a missing key, a config outside its limits, intensity
-ranges or weights that are not finite, a ``weights_sha256`` that does not match the weights.
+ranges or weights that are not finite, a ``weights_sha256`` that does not match the weights, a malformed lineage.
 
 >>> import tempfile, pathlib
 >>> from mriganx.config import load_config
@@ -39,7 +45,7 @@ ranges or weights that are not finite, a ``weights_sha256`` that does not match 
 >>> path = model.save(pathlib.Path(tempfile.mkdtemp()) / "model.pt")
 >>> again = ModelFile.load(path)
 >>> again.intensity["t2"].high, again.format_version, again.weights_sha256() == model.weights_sha256()
-(1000.0, 2, True)
+(1000.0, 3, True)
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +68,8 @@ from mriganx.intensity import IntensityRange
 from mriganx.io import atomic_output
 
 FORMAT = "mriganx-model"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FRAME = "".join(FRAME_AXCODES)
 _REQUIRED = ("model", "data", "intensity", "generators")
 DEFAULT_MODEL = "default"
@@ -109,6 +116,7 @@ class ModelFile:
     fingerprints: dict[str, str] = field(default_factory=dict)
     steps: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
     mriganx_version: str = mriganx.__version__
     format_version: int = VERSION
 
@@ -121,26 +129,82 @@ class ModelFile:
                 digest.update(tensor.detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()
 
+    def name(self, path: str | Path = "") -> str:
+        """What the model is called: the name its provenance records, else the file's name (and the model it was
+        fine-tuned from)."""
+        if self.provenance.get("name"):
+            return str(self.provenance["name"])
+        parent = f" (fine-tuned from {self.lineage[0]['name']})" if self.lineage else ""
+        return f"{Path(path).name or 'model'}{parent}"
+
+    def licence(self) -> str | None:
+        """The terms these weights carry: the licence the file records, else, for a model fine-tuned from another
+        (:attr:`lineage`), the parent's, which fine-tuning does not shed; ``None`` when nobody recorded any."""
+        own = self.provenance.get("licence")
+        if own:
+            return str(own)
+        parent = self.lineage[0] if self.lineage else {}
+        if not parent.get("licence"):
+            return None
+        return (f"{parent['licence']} [inherited: fine-tuned from {parent['name']}; the terms of the fine-tuning data "
+                "apply as well]")
+
+    def terms(self) -> str | None:
+        """Terms of use beside the licence (research use, citation), the file's own or inherited as the licence is."""
+        own = self.provenance.get("terms")
+        return str(own) if own else next((str(p["terms"]) for p in self.lineage[:1] if p.get("terms")), None)
+
+    def training_data(self) -> str | None:
+        """What the weights learnt from: the file's own record, then what each model it was fine-tuned from learnt."""
+        parts = [_plain(self.provenance["training_data"])] if self.provenance.get("training_data") else []
+        parts += [f"before that, as {p['name']}: {_plain(p['training_data'])}" for p in self.lineage if p.get("training_data")]
+        return "; ".join(parts) or None
+
+    def fine_tuning_lineage(self, init: str, path: str | Path = "") -> list[dict[str, Any]]:
+        """The :attr:`lineage` of a model fine-tuned from this one (named ``init`` on the command line): this
+        model's card, then its own lineage."""
+        given = self.provenance
+        parent = {
+            "init": init, "name": self.name(path), "version": given.get("version"), "licence": self.licence(),
+            "terms": self.terms(), "training_data": given.get("training_data"), "steps": self.steps,
+            "weights_sha256": self.weights_sha256(), "mriganx_version": self.mriganx_version,
+            "card": given.get("card"),
+        }
+        return [{key: value for key, value in parent.items() if value not in (None, "")}, *self.lineage]
+
     def card(self, path: str | Path = "") -> str:
-        """The model card: the text the file carries (``provenance["card"]``), then the facts it records."""
+        """The model card: the text the file carries (``provenance["card"]``), then the facts it records, then the
+        card of each model it was fine-tuned from."""
         model, given = self.model, self.provenance
-        text = str(given.get("card") or f"# {given.get('name') or Path(path).name or 'model'} (no model card recorded)")
+        text = str(given.get("card") or f"# {self.name(path)} (no model card recorded)")
         facts = [
             f"- network: {model.generator.value} generator, ngf {model.ngf}, {model.n_blocks} residual blocks, "
             f"{model.channels} input slice(s); in-plane resolution {self.data.in_plane_mm or 'as given'} mm",
-            f"- trained {self.steps} steps with mriganx {self.mriganx_version} (model file format {self.format_version})",
+            f"- trained {self.steps} steps with mriganx {self.mriganx_version} (model file format {self.format_version})"
+            + (f", starting from {self.lineage[0]['name']}" if self.lineage else ""),
             f"- output ranges: T1w {self.intensity['t1'].to_list()}, T2w {self.intensity['t2'].to_list()}",
             f"- weights sha256: {self.weights_sha256()}",
+            f"- licence: {self.licence() or 'not recorded in the model file: ask whoever trained it'}",
         ]
-        for key in ("licence", "command", "commit", "train_seconds", "threads", "machine", "torch_version"):
-            if given.get(key) not in (None, ""):
-                facts.append(f"- {key.replace('_', ' ')}: {given[key]}")
+        for key in ("terms", "training_data", "command", "commit", "train_seconds", "threads", "machine", "torch_version"):
+            value = self.terms() if key == "terms" else given.get(key)
+            if value not in (None, ""):
+                facts.append(f"- {key.replace('_', ' ')}: {_plain(value)}")
         for name, scores in (given.get("validation") or {}).items():
             if isinstance(scores, dict) and "model" in scores:
                 ssim = scores["model"]["brain"]["ssim_mask"]
                 lookup = scores.get("lookup_cheat", {}).get("brain", {}).get("ssim_mask")
                 facts.append(f"- validation {name}: SSIM in brain {ssim:.3f} (per-intensity lookup, cheating: {lookup:.3f})")
-        return f"{text.rstrip()}\n\n## Recorded in the model file\n\n" + "\n".join(facts)
+        parts = [f"{text.rstrip()}\n\n## Recorded in the model file\n\n" + "\n".join(facts)]
+        for parent in self.lineage:
+            recorded = [f"- {key.replace('_', ' ')}: {_plain(parent[key])}" for key in
+                        ("version", "init", "licence", "terms", "training_data", "steps", "weights_sha256", "mriganx_version")
+                        if key in parent]
+            # The parent's own headings go two levels down, under this section's.
+            text = re.sub(r"^(#+) ", r"\1## ", str(parent.get("card") or "").rstrip(), flags=re.MULTILINE)
+            parts.append(f"## Fine-tuned from {parent['name']} (its card, carried forward)\n\n" + "\n".join(recorded)
+                         + (f"\n\n{text}" if text else ""))
+        return "\n\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         plain = Config(model=self.model, data=self.data).to_dict()
@@ -157,6 +221,7 @@ class ModelFile:
             "data_fingerprint": self.fingerprints,
             "steps": self.steps,
             "provenance": self.provenance,
+            "lineage": self.lineage,
         }
 
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
@@ -209,6 +274,7 @@ class ModelFile:
             fingerprints=dict(payload.get("data_fingerprint") or {}),
             steps=int(payload.get("steps", 0)),
             provenance=dict(payload.get("provenance") or {}),
+            lineage=_lineage(payload.get("lineage"), source),
             mriganx_version=str(payload.get("mriganx_version", "unknown")),
             format_version=int(version),
         )
@@ -242,3 +308,19 @@ def _generators(values: Any, source: str | Path) -> dict[Direction, dict[str, to
                 raise MriganxError(source, f"the {direction.value} generator's {name} holds NaN or Inf; the model is broken")
         generators[direction] = weights
     return generators
+
+
+def _plain(value: Any) -> str:
+    """A recorded value in one line of a card: a dict's ``what`` when it has one (training data say what they were
+    in it), else its items."""
+    if isinstance(value, dict):
+        return str(value["what"]) if "what" in value else "; ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _lineage(values: Any, source: str | Path) -> list[dict[str, Any]]:
+    if values is None:  # versions 1 and 2: no lineage recorded
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in values):
+        raise MriganxError(source, "the lineage (the models it was fine-tuned from) is malformed; the file is damaged")
+    return [dict(v) for v in values]

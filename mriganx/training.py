@@ -35,7 +35,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
-from mriganx.config import Config, Direction, changed_settings
+from mriganx.config import CONTRAST_NAMES, Config, Direction, changed_settings
 from mriganx.data import SliceSet, UnpairedSampler, load_slices
 from mriganx.devices import autocast_dtype, pick_device
 from mriganx.distributed import barrier, join, leave
@@ -311,6 +311,8 @@ class Trainer:
         self.t2: SliceSet = load_slices(t2_dir, config.data, config.model.context_slices)
         torch.manual_seed(train.seed)  # the same initial weights on every rank
         self.gan = CycleGAN(config, self.device, distributed=self.world.distributed)
+        self.folders = {"t1": Path(t1_dir), "t2": Path(t2_dir)}
+        self.lineage: list[dict[str, Any]] = []  # the models the generators started from, nearest first (--init)
         if train.init and not resume:
             self._start_from(train.init)
         # Each rank draws its own samples; with one process this is the plain seed.
@@ -341,6 +343,8 @@ class Trainer:
             network = [name for name in differ if name.startswith("model.")]
             raise MriganxError(path, f"--init model has other network settings ({', '.join(network)}); train it with "
                                      "its own (mriganx train adopts them when --config is not given)")
+        # The parent's card rides along to the model file: weights fine-tuned from it carry its terms.
+        self.lineage = init.fine_tuning_lineage(model, path)
         weights = {"g_t1_t2": init.generators[Direction.T1_TO_T2], "g_t2_t1": init.generators[Direction.T2_TO_T1]}
         for name, state in weights.items():
             getattr(self.gan.generators, name).load_state_dict(state)
@@ -430,6 +434,7 @@ class Trainer:
             "sampler_rng": self.sampler.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "strip": [[title, column] for title, column in self.strip_columns],
+            "lineage": self.lineage,
         }
 
     def save_checkpoint(self) -> None:
@@ -471,6 +476,7 @@ class Trainer:
             self.sampler.generator.manual_seed(self.config.train.seed + 1000 * self.world.rank + self.step)
         torch.set_rng_state(state["torch_rng"])
         self.strip_columns = [(title, column) for title, column in state["strip"]]
+        self.lineage = list(state.get("lineage") or [])
 
     def model_file(self) -> ModelFile:
         """What inference needs (:mod:`mriganx.modelfile`): the generators (their weight averages with EMA), the
@@ -485,7 +491,15 @@ class Trainer:
             histograms={"t1": self.t1.histogram(), "t2": self.t2.histogram()},
             fingerprints={"t1": self.t1.fingerprint, "t2": self.t2.fingerprint},
             steps=self.step,
+            provenance={"training_data": self._training_data()},
+            lineage=self.lineage,
         )
+
+    def _training_data(self) -> str:
+        """What the model learnt from, for its card: slice counts and the folders' names (not their paths, which
+        may name people)."""
+        return ", ".join(f"{CONTRAST_NAMES[key]}: {len(data)} slices from the folder '{self.folders[key].name}'"
+                         for key, data in (("t1", self.t1), ("t2", self.t2))) + " (unpaired)"
 
     def export_model(self) -> Path:
         """Write RUN_DIR/model.pt (see :meth:`model_file`)."""

@@ -143,3 +143,54 @@ def test_the_model_is_inside_a_built_wheel(tmp_path: Path) -> None:
         names = archive.namelist()
         assert "mriganx/models/default.pt" in names and "mriganx/configs/shipped.yaml" in names
         assert archive.read("mriganx/models/default.pt") == default_model().read_bytes()
+
+
+def test_a_model_fine_tuned_from_the_default_carries_its_card_into_models_and_exports(phantom_dirs: dict[str, Path],
+                                                                                        tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    shipped = ModelFile.load(default_model())
+    licence, name = shipped.provenance["licence"], shipped.provenance["name"]
+    run = tmp_path / "tuned"
+    result = runner.invoke(app, ["train", "--t1-dir", str(phantom_dirs["t1"]), "--t2-dir", str(phantom_dirs["t2"]),
+                                 "--out", str(run), "--init", "default", "--max-steps", "1", "--batch-size", "1",
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    card = runner.invoke(app, ["models", str(run / "model.pt")]).stdout
+    for needed in (f"licence: {licence} [inherited: fine-tuned from {name}", f"## Fine-tuned from {name}",
+                   f"weights sha256: {shipped.weights_sha256()}", "slices from the folder 't1'", "trained 1 steps"):
+        assert needed in card, needed
+    assert shipped.provenance["card"].splitlines()[2] in card  # the parent's own card text, carried forward
+    assert "not recorded" not in card
+
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(run / "model.pt"), "-o", str(bundle)]).exit_code == 0
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert meta["license"].startswith(licence) and name in meta["name"] and name in meta["data_source"]
+    assert f"fine-tuned from {name}" in (bundle / "LICENSE").read_text() and licence in (bundle / "LICENSE").read_text()
+    assert f"## Fine-tuned from {name}" in (bundle / "docs" / "README.md").read_text()
+    edge = json.loads((bundle / "mriganx.json").read_text())["model"]
+    assert edge["licence"].startswith(licence)
+    assert edge["fine_tuned_from"][0]["weights_sha256"] == shipped.weights_sha256()
+    # TorchScript carries the same boundary inside each file (ONNX in its metadata_props, from the same function).
+    assert runner.invoke(app, ["export", str(run / "model.pt"), "-f", "torchscript", "-o", str(tmp_path / "ts")]).exit_code == 0
+    extra = {"mriganx.json": ""}
+    torch.jit.load(str(tmp_path / "ts" / "t1-to-t2.ts"), _extra_files=extra)
+    assert json.loads(extra["mriganx.json"])["model"] == edge
+
+
+def test_a_resumed_fine_tuning_run_keeps_its_parents_card(phantom_dirs: dict[str, Path], smoke_model: Path,
+                                                          tmp_path: Path) -> None:
+    parent = ModelFile.load(smoke_model)
+    parent.provenance = {"name": "tiny-parent", "licence": "research use only", "terms": "cite us"}
+    parent_path = parent.save(tmp_path / "parent.pt")
+    config = override(load_config("smoke"), {"train.init": str(parent_path), "train.max_steps": 1, "train.device": "cpu"})
+    Trainer(config, phantom_dirs["t1"], phantom_dirs["t2"], tmp_path / "run", progress=False).run()
+    resumed = override(config, {"train.max_steps": 2})
+    result = Trainer(resumed, phantom_dirs["t1"], phantom_dirs["t2"], tmp_path / "run", resume=True, progress=False).run()
+    tuned = ModelFile.load(result.model_path)
+    assert tuned.steps == 2 and [p["name"] for p in tuned.lineage] == ["tiny-parent"]
+    assert tuned.lineage[0]["init"] == str(parent_path) and tuned.terms() == "cite us"
+    assert tuned.licence().startswith("research use only [inherited: fine-tuned from tiny-parent")

@@ -108,3 +108,51 @@ def test_save_is_atomic_and_leaves_no_part_files(model: ModelFile, tmp_path: Pat
     model.save(tmp_path / "model.pt")
     model.save(tmp_path / "model.pt")  # a rerun of training replaces its model
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def _parent(model: ModelFile) -> ModelFile:
+    return ModelFile(model.model, model.data, model.intensity, model.generators, steps=1800, provenance={
+        "name": "parent-v1", "version": "1.0", "licence": "research use only (cite the parent)",
+        "terms": "no clinical use", "training_data": {"what": "twelve phantoms", "seed": 3}, "card": "# Parent\n\nIntended use: tests.",
+    })
+
+
+def test_a_fine_tuned_model_carries_its_parents_card(model: ModelFile, tmp_path: Path) -> None:
+    parent = _parent(model)
+    model.provenance = {"training_data": "T1w: 4 slices from the folder 'mine' (unpaired)"}
+    model.lineage = parent.fine_tuning_lineage("parent.pt", tmp_path / "parent.pt")
+    child = ModelFile.load(model.save(tmp_path / "child.pt"))
+    assert child.lineage == model.lineage and child.lineage[0]["weights_sha256"] == parent.weights_sha256()
+    assert child.licence().startswith("research use only (cite the parent) [inherited: fine-tuned from parent-v1")
+    assert child.terms() == "no clinical use" and child.name("child.pt") == "child.pt (fine-tuned from parent-v1)"
+    assert child.training_data() == "T1w: 4 slices from the folder 'mine' (unpaired); before that, as parent-v1: twelve phantoms"
+    card = child.card(tmp_path / "child.pt")
+    for needed in ("licence: research use only", "terms: no clinical use", "starting from parent-v1",
+                   "## Fine-tuned from parent-v1", "version: 1.0", "training data: twelve phantoms", "steps: 1800",
+                   "Intended use: tests.", "folder 'mine'"):
+        assert needed in card, needed
+    assert "not recorded" not in card
+    # A grandchild keeps the whole line; its nearest parent's licence already says where it came from.
+    grandchild = ModelFile(model.model, model.data, model.intensity, model.generators,
+                           lineage=child.fine_tuning_lineage("child.pt", tmp_path / "child.pt"))
+    assert [p["name"] for p in grandchild.lineage] == ["child.pt (fine-tuned from parent-v1)", "parent-v1"]
+    assert "research use only" in grandchild.licence() and grandchild.terms() == "no clinical use"
+    # A licence of its own wins over the inherited one.
+    child.provenance["licence"] = "CC-BY-4.0"
+    assert child.licence() == "CC-BY-4.0"
+
+
+def test_a_version_2_file_loads_without_lineage_and_a_bad_lineage_is_refused(model: ModelFile, tmp_path: Path) -> None:
+    payload = model.to_dict()
+    payload["format_version"] = 2
+    del payload["lineage"]
+    torch.save(payload, tmp_path / "v2.pt")
+    old = ModelFile.load(tmp_path / "v2.pt")
+    assert old.format_version == 2 and old.lineage == [] and old.licence() is None
+    assert "licence: not recorded in the model file" in old.card()
+    payload = model.to_dict()
+    payload["lineage"] = [{"licence": "x"}]  # no name
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(MriganxError, match="lineage .* is malformed") as caught:
+        ModelFile.load(tmp_path / "bad.pt")
+    assert str(tmp_path / "bad.pt") in str(caught.value)
