@@ -143,6 +143,16 @@ class ConvertReport:
     converted: list[Converted] = field(default_factory=list)
     failed: list[MriganxError] = field(default_factory=list)
 
+    def lines(self) -> list[tuple[str, bool]]:
+        """What ``mriganx convert`` (and a MONAI bundle's run) prints, in order, each with ``True`` for stderr: per
+        scan how its direction was chosen, the files written (stdout) or that it was skipped; then the errors."""
+        lines: list[tuple[str, bool]] = []
+        for scan in self.converted:
+            lines += [(f"{scan.source.name}: {scan.note}", True), *((str(path), False) for path in scan.written)]
+            if scan.skipped is not None:
+                lines.append((f"skipped (exists): {scan.skipped}", True))
+        return lines + [(f"error: {error}", True) for error in self.failed]
+
     @property
     def written(self) -> list[Path]:
         return [path for scan in self.converted for path in scan.written]
@@ -258,15 +268,31 @@ def _worker_convert(job: Job) -> Converted | MriganxError:
     return _attempt(_WORKER["translator"], job)
 
 
+def _slice_bar(stack: ExitStack, name: str) -> Callable[[int], None]:
+    """A slice progress bar that appears with the first translated batch, closed with ``stack``: a scan refused
+    before any slice (its direction undecided, its output in the way) leaves no empty bar above its error line."""
+    from tqdm import tqdm
+
+    bar: list[tqdm] = []
+
+    def update(count: int) -> None:
+        if not bar:
+            bar.append(stack.enter_context(tqdm(unit="slice", desc=name, leave=False)))
+        bar[0].update(count)
+
+    return update
+
+
 def convert(
-    inputs: list[Path], model: Path | str | None = None, *, direction: Direction | None = None,
+    inputs: list[Path], model: Path | str | Translator | None = None, *, direction: Direction | None = None,
     output: Path | None = None, device: str = "auto", batch_size: int = 8, overwrite: bool = False,
     skip_existing: bool = False, progress: bool = True, series: str | None = None, workers: int = 1,
     confidence: bool = False, output_format: OutputFormat | str = OutputFormat.NIFTI,
 ) -> ConvertReport:
     """Translate every input; the Python face of ``mriganx convert``.
 
-    ``model=None`` uses the shipped default model; ``direction=None`` detects each scan's contrast and translates
+    ``model=None`` uses the shipped default model (a :class:`~mriganx.inference.Translator` is used as it is: a
+    MONAI bundle's network, :mod:`mriganx.bundle`); ``direction=None`` detects each scan's contrast and translates
     it into the other; ``output_format`` is ``nifti``, ``dicom`` or ``both`` (see the module docstring). With
     ``workers > 1`` scans are spread over that many processes, each loading the model once and using an equal
     share of the CPU threads; every scan is translated exactly as in a serial run.
@@ -278,8 +304,15 @@ def convert(
             raise MriganxError(None, f"{name} must be a whole number of at least 1, got {value!r}")
     if output_format not in tuple(f.value for f in OutputFormat):  # a str Enum equals its value, but hashes apart
         raise MriganxError(None, f"--output-format must be one of nifti, dicom, both, got {output_format!r}")
-    model = resolve(model)
-    translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
+    if overwrite and skip_existing:
+        raise MriganxError(None, "--overwrite replaces existing outputs and --skip-existing keeps them; pass one of them")
+    if isinstance(model, Translator):  # already loaded: only this process has it
+        if workers > 1:
+            raise MriganxError(None, "--workers needs a model file for each worker to load, not a loaded translator")
+        translator = model
+    else:
+        model = resolve(model)
+        translator = Translator.load(model, device if workers <= 1 else "cpu")  # a bad model fails before any work
     sources = expand_inputs(inputs)
     refuse_outputs_inside_inputs(sources, output)
     report = ConvertReport()
@@ -301,8 +334,7 @@ def convert(
             results = pool.imap(_worker_convert, jobs)
         else:
             if progress and len(jobs) == 1:  # one scan: show its slices going through the network instead
-                slices = stack.enter_context(tqdm(unit="slice", desc=jobs[0][0].name, leave=False))
-                translator.on_batch = slices.update
+                translator.on_batch = _slice_bar(stack, jobs[0][0].name)
             results = (_attempt(translator, job) for job in jobs)
         for result in results:
             if isinstance(result, MriganxError):

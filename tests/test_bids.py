@@ -17,7 +17,7 @@ from mriganx.config import Direction
 from mriganx.errors import MriganxError
 from mriganx.io import Image, ImageKind, is_nifti_name
 from mriganx.synthetic import make_phantom
-from tests.helpers import SMALL_SHAPE, SMALL_SPACING, write_nifti
+from tests.helpers import SMALL_SHAPE, SMALL_SPACING, assert_one_line_error, write_nifti
 
 runner = CliRunner()
 
@@ -209,3 +209,45 @@ def test_a_file_inside_a_dataset_is_not_translated_beside_itself(tmp_path: Path,
         "sub-01/anat/sub-01_T1w.nii.gz"]}, description=False)
     (derived / "dataset_description.json").write_text(json.dumps({"Name": "x", "DatasetType": "derivative"}))
     assert runner.invoke(app, ["convert", str(derived / "sub-01" / "anat" / "sub-01_T1w.nii.gz"), *common]).exit_code == 0
+
+
+def test_a_rerun_restores_a_deleted_sidecar(tmp_path: Path, smoke_model: Path) -> None:
+    """Issue 24, item 8: a rerun used to skip a scan whose translation exists and never rewrote its deleted
+    sidecar; now a scan with part of its outputs missing is written again whole (image and sidecar agree)."""
+    files = {k: v for k, v in TREE.items() if k.startswith("sub-02/ses-2")}
+    root = build_tree(tmp_path / "ds", files)
+    args = ["convert", str(root), "--model", str(smoke_model), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    target = root / "derivatives" / "mriganx" / files["sub-02/ses-2/anat/sub-02_ses-2_T2w.nii.gz"][2]
+    card = target.parent / target.name.replace(".nii.gz", ".json")
+    expected = json.loads(card.read_text())
+    card.unlink()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(card.read_text()) == expected and "written again whole" in result.stderr
+    target.unlink()  # the image gone, its sidecar left: the same
+    assert runner.invoke(app, args).exit_code == 0 and target.is_file()
+    card.write_text('{"Description": "the user\'s own notes"}')  # not mriganx's sidecar: never replaced
+    target.unlink()
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 2 and "not an output mriganx wrote" in result.stderr
+    assert "the user's own notes" in card.read_text() and not target.exists()
+
+
+def test_a_bids_layout_without_a_description_is_not_polluted(tmp_path: Path, smoke_model: Path) -> None:
+    """Issue 24, item 8: a folder laid out as BIDS but without dataset_description.json used to get `_t2` files in
+    its anat/ folders. It is refused in one line; --bids makes it a dataset (derivatives/mriganx), -o or --no-bids
+    write where asked."""
+    root = build_tree(tmp_path / "ds", {k: v for k, v in TREE.items() if k.startswith("sub-01")}, description=False)
+    before = raw_files(root)
+    common = ["--model", str(smoke_model), "--device", "cpu"]
+    for target in (root, root / "sub-01", root / "sub-01" / "anat" / "sub-01_T1w.nii.gz"):
+        result = runner.invoke(app, ["convert", str(target), *common])
+        assert_one_line_error(result, "BIDS layout", "without dataset_description.json", "--bids", "--no-bids")
+    assert raw_files(root) == before
+    result = runner.invoke(app, ["convert", str(root), "--bids", *common])
+    assert result.exit_code == 0, result.output
+    assert raw_files(root) == before and (root / "derivatives" / "mriganx" / "sub-01" / "anat").is_dir()
+    result = runner.invoke(app, ["convert", str(root / "sub-01"), *common, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert raw_files(root) == before and len(list((tmp_path / "out").glob("*.nii.gz"))) == 2

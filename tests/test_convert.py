@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from mriganx.config import Direction
 from mriganx.convert import convert
 from mriganx.errors import MriganxError
-from mriganx.io import load_image
+from mriganx.io import is_translation, load_image, written_by_mriganx
 from mriganx.synthetic import make_phantom
 from tests.helpers import DICOM_SERIES, SMALL_SHAPE, SMALL_SPACING, needs_shared, write_nifti
 
@@ -163,3 +163,61 @@ def test_parallel_conversion_equals_serial(smoke_model: Path, tmp_path: Path) ->
     assert [p.name for p in serial.written] == [p.name for p in parallel.written]
     for a, b in zip(serial.written, parallel.written, strict=True):
         np.testing.assert_array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
+
+
+def test_overwrite_replaces_only_outputs_mriganx_wrote(smoke_model: Path, tmp_path: Path) -> None:
+    """Issue 24: a measured `scan_t2.nii.gz` (or a link) where a translation would go is never replaced, with or
+    without --overwrite; mriganx's own earlier output is, with --overwrite."""
+    source = phantom_file(tmp_path, "RAS", (1, 1))
+    measured = write_nifti(tmp_path / "RAS_11_t2.nii.gz", np.ones(SMALL_SHAPE), np.eye(4))  # nibabel's, no mriganx mark
+    kept = measured.read_bytes()
+    for overwrite in (False, True):
+        report = convert([source], smoke_model, direction=Direction.T1_TO_T2, progress=False, device="cpu",
+                         overwrite=overwrite)
+        assert "not an output mriganx wrote" in str(report.failed[0]) and not report.written
+    assert measured.read_bytes() == kept
+    measured.unlink()
+    measured.symlink_to(source)
+    report = convert([source], smoke_model, direction=Direction.T1_TO_T2, progress=False, device="cpu", overwrite=True)
+    assert "symbolic link" in str(report.failed[0]) and measured.is_symlink()
+    measured.unlink()
+    first = convert([source], smoke_model, direction=Direction.T1_TO_T2, progress=False, device="cpu").written[0]
+    assert written_by_mriganx(first) and is_translation(first) and not is_translation(source)
+    stamp = first.stat().st_mtime_ns
+    again = convert([source], smoke_model, direction=Direction.T1_TO_T2, progress=False, device="cpu", overwrite=True)
+    assert again.written == [first] and first.stat().st_mtime_ns != stamp
+
+
+def test_folder_reruns_never_take_their_own_outputs_as_inputs(smoke_model: Path, tmp_path: Path) -> None:
+    """Issue 24, item 4: `scan_t2` (and its confidence map) beside `scan` are passed over by name; a translation
+    renamed or moved is passed over by its header; a measured T2w named `*_t2` without a source beside it, and a
+    translation named as an input file, are converted."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    source = phantom_file(folder, "RAS", (1, 1))
+    options = {"direction": Direction.T1_TO_T2, "progress": False, "device": "cpu"}
+    first = convert([folder], smoke_model, confidence=True, **options)
+    assert sorted(p.name for p in first.written) == ["RAS_11_t2.nii.gz", "RAS_11_t2_confidence.nii.gz"]
+    rerun = convert([folder], smoke_model, confidence=True, skip_existing=True, **options)
+    assert rerun.skipped == [folder / "RAS_11_t2.nii.gz"] and not rerun.written and not rerun.failed
+    (folder / "renamed.nii.gz").write_bytes((folder / "RAS_11_t2.nii.gz").read_bytes())  # header says translation
+    phantom = make_phantom(seed=6, shape=SMALL_SHAPE, spacing=SMALL_SPACING)
+    write_nifti(folder / "subject_t2.nii.gz", phantom.t1, phantom.affine)  # a measured scan with an output-like name
+    rerun = convert([folder], smoke_model, skip_existing=True, **options)
+    assert sorted(p.name for p in rerun.written) == ["subject_t2_t2.nii.gz"]
+    assert sorted(p.name for p in folder.glob("*_t2_t2*")) == ["subject_t2_t2.nii.gz"]
+    assert not (folder / "renamed_t2.nii.gz").exists()
+    back = convert([folder / "RAS_11_t2.nii.gz"], smoke_model, direction=Direction.T2_TO_T1, progress=False,
+                   device="cpu")  # named as an input: converted like any scan
+    assert [p.name for p in back.written] == ["RAS_11_t2_t1.nii.gz"]
+    assert source.exists()
+
+
+def test_png_translation_says_what_it_is(smoke_model: Path, tmp_path: Path) -> None:
+    from mriganx.synthetic import write_subjects
+
+    subject = write_subjects(tmp_path / "s", 1, seed=2, shape=SMALL_SHAPE, spacing=SMALL_SPACING, png=True)[0]
+    png = sorted(Path(subject["png_t2"]).glob("*.png"))[0]
+    report = convert([png], smoke_model, direction=Direction.T2_TO_T1, output=tmp_path / "o", progress=False, device="cpu")
+    written_png = next(p for p in report.written if p.suffix == ".png")
+    assert is_translation(written_png) and not is_translation(png) and not written_by_mriganx(png)

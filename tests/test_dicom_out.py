@@ -7,7 +7,9 @@ import copy
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -215,3 +217,74 @@ def test_library_writer_keeps_values_within_half_a_step_and_leaves_nothing_on_fa
     with pytest.raises(MriganxError, match="No space left on device"):
         save_dicom_series(values, image, tmp_path / "fail" / "scan_t2_dicom", description="mriganx synthetic T2w")
     assert len(calls) == 2 and list((tmp_path / "fail").iterdir()) == []  # no partial series, no part folder
+
+
+def test_output_inside_the_input_series_is_refused_before_any_work(smoke_model: Path, tmp_path: Path) -> None:
+    """Issue 24, item 3: the new series (or a NIfTI) inside the input series folder would join the series the
+    next run reads."""
+    series = small_series(tmp_path / "scan")
+    before = sorted(p.name for p in series.iterdir())
+    for output in (series, series / "sub", series / "scan_t2.nii.gz"):
+        result = runner.invoke(app, ["convert", str(series), "--model", str(smoke_model), "--direction", "t1-to-t2",
+                                     "--output-format", "dicom", "-o", str(output)])
+        assert_one_line_error(result, str(output), "inside the input series folder")
+    assert sorted(p.name for p in series.iterdir()) == before and sorted(p.name for p in tmp_path.iterdir()) == ["scan"]
+
+
+def test_a_rerun_passes_over_the_series_it_wrote_and_never_replaces_another(smoke_model: Path, tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24, item 4 (`series_t2_dicom_t2_dicom`), and --overwrite onto a series mriganx did not write."""
+    folder = tmp_path / "in"
+    small_series(folder / "scan")
+    command = ["convert", str(folder), "--model", str(smoke_model), "--direction", "t1-to-t2", "--output-format",
+               "dicom"]
+    assert runner.invoke(app, command).exit_code == 0
+    result = runner.invoke(app, [*command, "--skip-existing"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["scan", "scan_t2_dicom"]
+    assert "passed over 1 translation(s) mriganx wrote earlier" in caplog.text
+    other = tmp_path / "other"
+    small_series(other / "scan")
+    shutil.copytree(other / "scan", other / "scan_t2_dicom")  # a measured series where the output would go
+    result = runner.invoke(app, ["convert", str(other / "scan"), "--model", str(smoke_model), "--direction",
+                                 "t1-to-t2", "--output-format", "dicom", "--overwrite"])
+    assert_one_line_error(result, "scan_t2_dicom", "not an output mriganx wrote")
+    assert {ds.SOPInstanceUID for ds in headers(other / "scan_t2_dicom")} == {
+        ds.SOPInstanceUID for ds in headers(other / "scan")}
+
+
+def test_sigkill_during_dicom_out_leaves_nothing_that_blocks_the_rerun(smoke_model: Path, tmp_path: Path) -> None:
+    """Issue 24, item 8: killed outright while the series is written (after the NIfTI), a conversion leaves no
+    orphan NIfTI, only part files, which the rerun removes; and a NIfTI left by an earlier run without its series
+    (an older version, or a run with --output-format nifti) is written again with the series, not "exists"."""
+    series = small_series(tmp_path / "scan")
+    out = tmp_path / "out"
+    script = (
+        "import os, signal\n"
+        "import pydicom\n"
+        "from pathlib import Path\n"
+        "from mriganx.config import Direction\n"
+        "from mriganx.convert import convert\n"
+        "calls = []\n"
+        "original = pydicom.Dataset.save_as\n"
+        "def save_as(self, *args, **kwargs):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    original(self, *args, **kwargs)\n"
+        "pydicom.Dataset.save_as = save_as\n"
+        f"convert([Path({str(series)!r})], {str(smoke_model)!r}, direction=Direction.T1_TO_T2, output=Path({str(out)!r}),\n"
+        "        output_format='both', progress=False, device='cpu')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []  # no orphan NIfTI
+    command = ["convert", str(series), "--model", str(smoke_model), "--direction", "t1-to-t2", "-o", str(out)]
+    result = runner.invoke(app, [*command, "--output-format", "both"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["scan_t2.nii.gz", "scan_t2_dicom"]  # part files gone
+    shutil.rmtree(out / "scan_t2_dicom")  # as if an earlier run wrote the NIfTI alone
+    result = runner.invoke(app, [*command, "--output-format", "both"])
+    assert result.exit_code == 0, result.output
+    assert "written again whole" in result.stderr and len(headers(out / "scan_t2_dicom")) == 3

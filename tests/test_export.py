@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mriganx.cli import app
 from mriganx.config import DataConfig, Direction, ExportFormat
-from mriganx.export import example_input, export_model, generator
+from mriganx.export import EXPORTED_FILES, example_input, export_model, generator
 from mriganx.io import load_image
 from mriganx.modelfile import ModelFile, default_model
 from mriganx.slices import network_view
@@ -78,6 +78,7 @@ def test_onnx_matches_torch_on_real_slices(onnx_export: Path) -> None:
         # Dynamic axes: another batch size and slice size in the same file.
         small = slices[:3, :, :32, :48].numpy()
         assert session.run(None, {"slices": small})[0].shape == small.shape
+        assert {p.name for p in onnx_export.iterdir()} <= EXPORTED_FILES
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert json.loads(meta["mriganx"])["model"]["weights_sha256"] == model.weights_sha256()
 
@@ -167,6 +168,8 @@ def test_bundle_metadata_and_torchscript_network(smoke_model: Path, tmp_path: Pa
     assert torch.allclose(scripted(x, True), generator(model, Direction.T2_TO_T1)(x), atol=1e-6)
     config = json.loads((bundle / "configs" / "inference.json").read_text())
     assert {"input_dir", "output_dir", "direction", "network_def", "run"} <= set(config)
+    # Every file is one export --overwrite recognises as an export's (EXPORTED_FILES), so a rerun may replace it.
+    assert {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} <= EXPORTED_FILES
 
 
 def test_export_is_whole_or_nothing(smoke_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,3 +220,61 @@ def test_a_missing_extra_is_one_line(smoke_model: Path, tmp_path: Path, monkeypa
     result = runner.invoke(app, ["export", str(smoke_model), "-f", "onnx", "-o", str(tmp_path / "out")])
     assert_one_line_error(result, "onnxscript", "mriganx[export]")
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_never_deletes_a_training_run_or_a_foreign_folder(smoke_model: Path, tmp_path: Path) -> None:
+    """Issue 24, items 1 and 2: --overwrite replaces an earlier export only; a run folder, a folder of other files
+    and an export the user put files into are refused in one line with nothing deleted."""
+    run = smoke_model.parent
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    torchscript = ["-f", "torchscript", "--overwrite"]
+    for out in (run, run / "export"):  # the run folder itself, or a folder inside it
+        result = runner.invoke(app, ["export", str(smoke_model), *torchscript, "-o", str(out)])
+        assert_one_line_error(result, str(out), "folder of the model it exports")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+    mine = tmp_path / "my_folder"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = runner.invoke(app, ["export", str(smoke_model), *torchscript, "-o", str(mine)])
+    assert_one_line_error(result, str(mine), "not an export mriganx wrote", "mriganx.json")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(smoke_model), *torchscript, "-o", str(bundle)]).exit_code == 0
+    assert {p.relative_to(bundle).as_posix() for p in bundle.rglob("*")} <= EXPORTED_FILES
+    (bundle / "input").mkdir()
+    (bundle / "input" / "scan.nii.gz").write_bytes(b"a user's scan")
+    result = runner.invoke(app, ["export", str(smoke_model), *torchscript, "-o", str(bundle)])
+    assert_one_line_error(result, "holds input")
+    assert (bundle / "input" / "scan.nii.gz").read_bytes() == b"a user's scan"
+    (bundle / "input" / "scan.nii.gz").unlink()
+    (bundle / "input").rmdir()
+    assert runner.invoke(app, ["export", str(smoke_model), *torchscript, "-o", str(bundle)]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "my_folder"]  # no part or old folders
+
+
+def test_dot_and_dotdot_outputs_leave_nothing(smoke_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24, item 8: `export -o . --overwrite` used to fail and leave a hidden part folder. `.` that holds other
+    files is refused; `.` that is an export is the current folder, which is never pulled from under the shell;
+    `..` and a trailing slash name the folder they mean, with its part folder beside it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.txt").write_text("x")
+    monkeypatch.chdir(work)
+    assert_one_line_error(runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", ".", "--overwrite"]),
+                          "not an export mriganx wrote")
+    assert sorted(p.name for p in work.iterdir()) == ["data.txt"]
+    exported = work / "ts"
+    assert runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", "ts/"]).exit_code == 0
+    monkeypatch.chdir(exported)
+    before = sorted(p.name for p in exported.iterdir())
+    assert_one_line_error(runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", ".", "--overwrite"]),
+                          "current folder")
+    assert sorted(p.name for p in exported.iterdir()) == before
+    assert_one_line_error(runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", "..", "--overwrite"]),
+                          "not an export mriganx wrote")
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", "ts/../ts/", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in work.iterdir()) == ["data.txt", "ts"] and sorted(p.name for p in tmp_path.iterdir()) == ["work"]
