@@ -110,6 +110,9 @@ class ModelConfig:
     # 2.5D: each slice travels with its k neighbours above and below as extra channels, and the networks translate
     # and judge the whole (2k+1)-slice stack; 0 = plain 2D (see mriganx.slices.with_context).
     context_slices: int = 0
+    # The generator corrects a calibrated tissue map (mriganx.networks.TissuePrior, fitted on the training data)
+    # instead of drawing the translation from nothing; False = the paper's generator.
+    prior: bool = False
 
     @property
     def channels(self) -> int:

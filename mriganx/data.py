@@ -30,6 +30,7 @@ from mriganx.slices import centre, network_view, with_context
 
 log = logging.getLogger(__name__)
 HISTOGRAM_BINS = 64
+BRAIN_DEPTH = 12  # pixels (mm at the shipped 1 mm in-plane resolution): past scalp and skull in an adult head
 
 
 @dataclass
@@ -48,6 +49,23 @@ class SliceSet:
     @property
     def typical_range(self) -> IntensityRange:
         return median_range(self.ranges)
+
+    def padded_to(self, size: tuple[int, int], multiple: int) -> SliceSet:
+        """The same slices padded with background to at least ``size`` (a T1w and a T2w set share one slice size, so
+        the identity pass and the pictures can batch the two together)."""
+        slices, _ = pad_slices(self.slices, multiple, size)
+        return SliceSet(slices, pad_masks(self.masks, multiple, size), self.ranges, self.fingerprint)
+
+    def brain_values(self, depth: int = BRAIN_DEPTH, limit: int = 1_000_000) -> torch.Tensor:
+        """Normalised intensities at least ``depth`` pixels inside the head (every slice's centre channel): with or
+        without skull, what lies that deep is brain, so scalp, fat and skull do not shape the tissue prior. At most
+        ``limit`` values, evenly strided."""
+        masks = centre(self.masks).float()
+        core = -torch.nn.functional.max_pool2d(-masks, 2 * depth + 1, stride=1, padding=depth) > 0.5
+        values = centre(self.slices)[core]
+        if values.numel() < 1000:  # small heads or thin slices: the whole head rather than nothing
+            values = centre(self.slices)[centre(self.masks)]
+        return values[:: max(1, values.numel() // limit)]
 
     def histogram(self, bins: int = HISTOGRAM_BINS) -> list[float]:
         """Counts of normalised head intensities in ``bins`` equal bins over [-1, 1] (the reference distribution
@@ -96,6 +114,12 @@ def load_slices(folder: str | Path, config: DataConfig, context_slices: int = 0)
         all_slices.append(padded)
         all_masks.append(pad_masks(mask, config.pad_multiple, size))
     return SliceSet(torch.cat(all_slices), torch.cat(all_masks), ranges, digest.hexdigest()[:16])
+
+
+def common_size(t1: SliceSet, t2: SliceSet, multiple: int) -> tuple[SliceSet, SliceSet]:
+    """Both sets padded to one slice size."""
+    size = (max(t1.slices.shape[2], t2.slices.shape[2]), max(t1.slices.shape[3], t2.slices.shape[3]))
+    return t1.padded_to(size, multiple), t2.padded_to(size, multiple)
 
 
 class UnpairedSampler:

@@ -2,7 +2,9 @@
 
 - :class:`ResnetGenerator`: the ResNet translator of Zhu et al. 2017 (after Johnson et al. 2016): a 7x7 stem, two
   stride-2 downsamplings, ``n_blocks`` residual blocks, two transposed-convolution upsamplings, a 7x7 head and tanh;
-  instance norm and reflection padding.
+  instance norm and reflection padding. Optionally on top of a :class:`TissuePrior`.
+- :class:`TissuePrior`: a piecewise-linear map of intensities (the calibrated
+  tissue map the generator corrects; its knots come from the training data, :func:`fit_prior`).
 - :func:`patch_discriminator`: MONAI's ``PatchDiscriminator`` as the 70x70 PatchGAN with instance norm.
 - :func:`build_generator` / :func:`build_critic`: both from a :class:`~mriganx.config.ModelConfig`, with one input
   channel per slice of the (2.5D) stack.
@@ -57,6 +59,61 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+PRIOR_KNOTS = 17  # knots of a TissuePrior: quantiles 0.5 %, ..., 99.5 % of the training images' brain intensities
+
+
+class TissuePrior(nn.Module):
+    """A piecewise-linear map of intensities in [-1, 1]: the answer a generator with a prior starts from.
+
+    Between two neighbouring knots ``x[i] < x[i+1]`` it interpolates ``y[i]``, ``y[i+1]``; outside the knots it is
+    flat. The knot positions are fixed (buffers); the values ``y`` are learnt. Written as a sum of clamped segments, so it is
+    element-wise arithmetic that TorchScript and ONNX export exactly.
+
+    >>> prior = TissuePrior(3)
+    >>> prior.set_knots(torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, -1.0]))
+    >>> prior(torch.tensor([-2.0, -0.5, 0.25])).tolist()
+    [1.0, 0.5, -0.25]
+    """
+
+    def __init__(self, knots: int = PRIOR_KNOTS) -> None:
+        super().__init__()
+        # The identity until set_knots is called (a model built to load weights into gets them from the file).
+        self.register_buffer("x", torch.linspace(-1.0, 1.0, knots))
+        self.y = nn.Parameter(torch.linspace(-1.0, 1.0, knots))
+
+    @torch.no_grad()
+    def set_knots(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x.copy_(x)
+        self.y.copy_(y)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        slopes = (self.y[1:] - self.y[:-1]) / (self.x[1:] - self.x[:-1]).clamp_min(1e-6)
+        out = self.y[0] + torch.zeros_like(values)
+        for i in range(slopes.shape[0]):  # each segment adds its rise up to where the value lies
+            out = out + slopes[i] * (torch.minimum(values, self.x[i + 1]) - self.x[i]).clamp_min(0.0)
+        return out
+
+
+def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Knots of the calibrated tissue map from one contrast's brain intensities to the other's (both in [-1, 1]).
+
+    T1w and T2w order the tissues the other way round (CSF is the darkest T1w tissue and the brightest T2w one), so
+    the map sends the source's q-quantile to the target's (1 - q)-quantile: reversed quantile matching, which needs
+    no pairs. It is blended with plain inversion (``-x``), which keeps more of the input's local contrast; on the
+    real development pairs the blend beat either alone (docs/results.md, the ablation table).
+
+    >>> x, y = fit_prior(torch.linspace(-1, 1, 101), torch.linspace(-1, 1, 101) ** 3, blend=0.0)
+    >>> round(float(y[0]), 3) > round(float(y[-1]), 3)
+    True
+    """
+    q = torch.linspace(0.005, 0.995, PRIOR_KNOTS)
+    x = torch.quantile(source.float(), q)
+    x = torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS) * 1e-4)  # strictly increasing, even with tied quantiles
+    x = torch.cummax(x, 0).values
+    y = blend * -x + (1 - blend) * torch.quantile(target.float(), 1 - q)
+    return x, y
+
+
 class ResnetGenerator(nn.Module):
     """One direction of the translation: ``(n, 1, rows, cols)`` in [-1, 1] -> the same shape in [-1, 1].
 
@@ -64,8 +121,12 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
-                 pointwise: int = 0, head_kernel: int = 7) -> None:
+                 pointwise: int = 0, head_kernel: int = 7, prior: bool = False) -> None:
         super().__init__()
+        # With a prior the network learns a correction to a calibrated tissue map instead of the whole image: at the
+        # start (last layers zero) it *is* that map, so training begins from an answer that already has the tissues
+        # in the right order rather than from noise that must first discover the contrast inversion.
+        self.prior = TissuePrior() if prior else None
         # Optional per-pixel intensity path (1x1 convolutions, no normalisation) added before the tanh. Instance norm
         # makes the ResNet path see only relative intensities; this path can learn a lookup table of absolute ones
         # at once, which is most of a T1w <-> T2w translation, and leaves the ResNet path the spatial corrections.
@@ -92,10 +153,19 @@ class ResnetGenerator(nn.Module):
             head,
         )
 
+    def zero_last_layers(self) -> None:
+        """Start the correction at zero (the generator then returns its prior)."""
+        for layer in [self.model[-1], self.pointwise[-1] if self.pointwise is not None else None]:
+            if layer is not None:
+                nn.init.zeros_(layer.conv.weight)
+                nn.init.zeros_(layer.conv.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         if self.pointwise is not None:
             out = out + self.pointwise(x)
+        if self.prior is not None:
+            out = out + torch.atanh(self.prior(x).clamp(-0.995, 0.995))
         return torch.tanh(out)
 
 
@@ -129,7 +199,7 @@ def build_generator(config: ModelConfig) -> nn.Module:
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
-            head_kernel=config.head_kernel,
+            head_kernel=config.head_kernel, prior=config.prior,
         ))
     raise ValueError(f"unknown generator {config.generator}")
 

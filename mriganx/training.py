@@ -36,7 +36,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import mriganx
 from mriganx.config import CONTRAST_NAMES, Config, Direction, changed_settings
-from mriganx.data import SliceSet, UnpairedSampler, load_slices
+from mriganx.data import SliceSet, UnpairedSampler, common_size, load_slices
 from mriganx.devices import autocast_dtype, pick_device
 from mriganx.distributed import barrier, join, leave
 from mriganx.errors import MriganxError
@@ -44,7 +44,7 @@ from mriganx.figures import grid, save_figure
 from mriganx.io import ImageKind, atomic_output, output_path, to_uint8
 from mriganx.memory import retain_freed_memory
 from mriganx.modelfile import ModelFile, resolve
-from mriganx.networks import build_critic, build_generator, init_weights, masked
+from mriganx.networks import build_critic, build_generator, fit_prior, init_weights, masked
 from mriganx.slices import centre
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ class CycleGAN:
         self.critics = CriticPair(config).to(device)
         init_weights(self.generators)
         init_weights(self.critics)
+        if config.model.prior:
+            for generator in (self.generators.g_t1_t2, self.generators.g_t2_t1):
+                generator.zero_last_layers()
         self.generator_step: nn.Module = self.generators
         self.critic_step: nn.Module = self.critics
         if distributed:
@@ -199,6 +202,14 @@ class CycleGAN:
                 self.ema[name] = AveragedModel(
                     getattr(self.generators, name), multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True
                 )
+
+    def fit_priors(self, t1: torch.Tensor, t2: torch.Tensor) -> None:
+        """Set both generators' tissue priors (and their weight averages') from brain intensities of each contrast."""
+        knots = {"g_t1_t2": fit_prior(t1, t2), "g_t2_t1": fit_prior(t2, t1)}
+        for name, (x, y) in knots.items():
+            getattr(self.generators, name).prior.set_knots(x.to(self.device), y.to(self.device))
+            if name in self.ema:
+                self.ema[name].module.prior.set_knots(x.to(self.device), y.to(self.device))
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -307,10 +318,12 @@ class Trainer:
         self.device = pick_device(train.device)
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
-        self.t1: SliceSet = load_slices(t1_dir, config.data, config.model.context_slices)
-        self.t2: SliceSet = load_slices(t2_dir, config.data, config.model.context_slices)
+        self.t1, self.t2 = common_size(load_slices(t1_dir, config.data, config.model.context_slices),
+                                       load_slices(t2_dir, config.data, config.model.context_slices), config.data.pad_multiple)
         torch.manual_seed(train.seed)  # the same initial weights on every rank
         self.gan = CycleGAN(config, self.device, distributed=self.world.distributed)
+        if config.model.prior and not resume:
+            self.gan.fit_priors(self.t1.brain_values(), self.t2.brain_values())
         self.folders = {"t1": Path(t1_dir), "t2": Path(t2_dir)}
         self.lineage: list[dict[str, Any]] = []  # the models the generators started from, nearest first (--init)
         if train.init and not resume:

@@ -1,10 +1,11 @@
-"""Generator and discriminator shapes, padding and initialisation."""
+"""Generator and discriminator shapes, padding and initialisation; the tissue prior."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from mriganx.networks import ResnetGenerator, init_weights, patch_discriminator
+from mriganx.networks import PRIOR_KNOTS, ResnetGenerator, TissuePrior, fit_prior, init_weights, patch_discriminator
 
 
 def test_generator_keeps_shape_and_range() -> None:
@@ -75,3 +76,37 @@ def test_head_kernel_is_configurable() -> None:
     last = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert last.kernel_size == (3, 3) and last.padding_mode == "reflect"
     assert g(torch.zeros(1, 1, 32, 36)).shape == (1, 1, 32, 36)
+
+
+def test_tissue_prior_is_linear_interpolation_and_flat_outside() -> None:
+    x = torch.tensor([-0.8, -0.3, 0.1, 0.7])
+    y = torch.tensor([0.9, 0.2, -0.1, -0.6])
+    prior = TissuePrior(4)
+    prior.set_knots(x, y)
+    values = torch.linspace(-1.0, 1.0, 201)
+    expected = np.interp(values.numpy(), x.numpy(), y.numpy())  # np.interp is flat outside the knots too
+    assert np.allclose(prior(values).detach().numpy(), expected, atol=1e-6)
+
+
+def test_fit_prior_reverses_the_tissue_order() -> None:
+    # T1w-like brain: CSF dark (10 %), grey matter mid, white matter bright; T2w-like the other way round.
+    t1 = torch.cat([torch.full((100,), -0.6), torch.full((400,), 0.1), torch.full((500,), 0.6)])
+    t2 = torch.cat([torch.full((100,), 0.8), torch.full((400,), -0.2), torch.full((500,), -0.5)])
+    x, y = fit_prior(t1 + 0.01 * torch.randn(1000), t2 + 0.01 * torch.randn(1000), blend=0.0)
+    prior = TissuePrior()
+    prior.set_knots(x, y)
+    csf, grey, white = prior(torch.tensor([-0.6, 0.1, 0.6])).tolist()
+    assert csf > grey > white
+    assert abs(csf - 0.8) < 0.1 and abs(white + 0.5) < 0.1
+
+
+def test_a_generator_with_a_prior_starts_as_its_prior() -> None:
+    g = ResnetGenerator(ngf=8, n_blocks=2, pointwise=4, prior=True)
+    init_weights(g)
+    g.zero_last_layers()
+    g.prior.set_knots(torch.linspace(-1, 1, PRIOR_KNOTS), -torch.linspace(-1, 1, PRIOR_KNOTS) * 0.9)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    assert torch.allclose(g(x), -0.9 * x, atol=1e-5)
+    # ... and it can learn away from it: the last layers get gradients.
+    g(x).sum().backward()
+    assert g.model[-1].conv.weight.grad.abs().sum() > 0

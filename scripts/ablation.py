@@ -1,0 +1,115 @@
+"""One row of the real-scan ablation table (docs/results.md): train a recipe, translate the two development pairs,
+score them with the shared scorer.
+
+    python scripts/ablation.py ROW_NAME --data real --set model.prior=true --set train.steps=600
+    python scripts/ablation.py ROW_NAME --data real --set model.prior=true --set train.max_steps=0   # the prior alone
+
+``--data`` names the unpaired training folders (built from links, nothing copied):
+
+- ``real``: every real scan ../shared/data/real-dev allows training on (AOMIC 0001/0002 T1w with and without skull,
+  TCGA-FG-6692 T1w, post-contrast T1w and T2w) and nothing else;
+- ``real+seed``: those and the seed set's 43 T1w + 46 T2w BrainWeb-derived slices;
+- ``user``: the user-data case of issue 22: AOMIC and FG-6692 T1w against FG-6692 T2w and the seed T2w slices.
+
+The development pairs (TCGA-DU-7294, BraTS-GLI-00001) are never in the training folders; they are only translated
+(explicit direction) and scored with ``../shared/tools/score_volumes.py`` inside their brain masks. The row is
+appended to ``runs/ablation/rows.jsonl`` with the command that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from mriganx.config import Direction, load_config, override
+from mriganx.inference import Translator
+from mriganx.io import load_image, save_like
+from mriganx.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEV = SHARED / "data" / "real-dev"
+SEED = SHARED / "data" / "seed-t1t2"
+SCORER = SHARED / "tools" / "score_volumes.py"
+
+REAL_T1 = ["aomic-0001_T1w", "aomic-0002_T1w", "aomic-0001_desc-brain_T1w", "aomic-0002_desc-brain_T1w",
+           "tcga-FG-6692_T1w", "tcga-FG-6692_ce-gadolinium_T1w"]
+REAL_T2 = ["tcga-FG-6692_T2w"]
+DATA = {
+    "real": (REAL_T1, REAL_T2, False, False),
+    "real+seed": (REAL_T1, REAL_T2, True, True),
+    "user": (["aomic-0001_T1w", "aomic-0002_T1w", "tcga-FG-6692_T1w"], REAL_T2, False, True),
+}
+PAIRS = {  # name: (stem, floor T1w->T2w, floor T2w->T1w), the best answer-blind baselines of shared/data/README.md
+    "DU-7294": ("tcga-DU-7294_desc-brain", 0.498, 0.555),
+    "GLI-00001": ("brats-GLI-00001_desc-brain", 0.431, 0.527),
+}
+
+
+def build_data(name: str, out: Path) -> tuple[Path, Path]:
+    """Link the recipe's scans into ``out/T1w`` and ``out/T2w``."""
+    t1, t2, seed_t1, seed_t2 = DATA[name]
+    for folder, stems, seed in (("T1w", t1, seed_t1 and "trainT1"), ("T2w", t2, seed_t2 and "trainT2")):
+        target = out / folder
+        target.mkdir(parents=True, exist_ok=True)
+        sources = [DEV / f"{stem}.nii.gz" for stem in stems]
+        sources += sorted((SEED / seed).glob("*.png")) if seed else []
+        for source in sources:
+            link = target / source.name.replace(" ", "_").replace("#", "")
+            if not link.is_symlink():
+                link.symlink_to(source.resolve())
+    return out / "T1w", out / "T2w"
+
+
+def score_dev(model: Path, out: Path) -> dict[str, float]:
+    """SSIM inside the brain of the model's translation of both development pairs, both directions."""
+    translator = Translator.load(model)
+    scores = {}
+    for pair, (stem, *_) in PAIRS.items():
+        for direction, source, target in ((Direction.T1_TO_T2, "T1w", "T2w"), (Direction.T2_TO_T1, "T2w", "T1w")):
+            image = load_image(DEV / f"{stem}_{source}.nii.gz")
+            path = out / f"{stem}_{source}_to_{target}.nii.gz"
+            path.unlink(missing_ok=True)
+            save_like(translator.translate(image, direction).array, image, path)
+            result = subprocess.run([sys.executable, str(SCORER), str(path), str(DEV / f"{stem}_{target}.nii.gz"),
+                                     str(DEV / f"{stem}_mask.nii.gz")], capture_output=True, text=True, check=True)
+            scores[f"{pair} {source}->{target}"] = json.loads(result.stdout)["ssim_mask"]
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("row", help="the row's name (its run folder under --out)")
+    parser.add_argument("--data", choices=sorted(DATA), default="real")
+    parser.add_argument("--config", default="shipped")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
+    args = parser.parse_args(argv)
+    if not DEV.is_dir():
+        raise SystemExit(f"{DEV}: the real development scans are not there")
+    values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    config = override(load_config(args.config), values)
+    run = args.out / args.row
+    t1_dir, t2_dir = build_data(args.data, args.out / f"data-{args.data}")
+    started = time.time()
+    result = Trainer(config, t1_dir, t2_dir, run, progress=False).run()
+    seconds = time.time() - started
+    scores = score_dev(result.model_path, run)
+    row = {"row": args.row, "data": args.data, "config": args.config, "set": values, "steps": result.steps,
+           "train_seconds": round(seconds), "scores": scores,
+           "command": "python scripts/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
+    with (args.out / "rows.jsonl").open("a") as rows:
+        rows.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
