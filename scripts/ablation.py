@@ -6,8 +6,8 @@ score them with the shared scorer.
 
 ``--data`` names the unpaired training folders (built from links, nothing copied):
 
-- ``real``: every real scan ../shared/data/real-dev allows training on (AOMIC 0001/0002 T1w with and without skull,
-  TCGA-FG-6692 T1w, post-contrast T1w and T2w) and nothing else;
+- ``real``: the shipped model's scans (scripts/train_default_model.py: every real scan ../shared/data/real-dev allows
+  training on: AOMIC 0001/0002 T1w with and without skull, TCGA-FG-6692 T1w, post-contrast T1w and T2w);
 - ``real+seed``: those and the seed set's 43 T1w + 46 T2w BrainWeb-derived slices;
 - ``user``: the user-data case of issue 22: AOMIC and FG-6692 T1w against FG-6692 T2w and the seed T2w slices.
 
@@ -32,6 +32,7 @@ from mriganx.config import Direction, load_config, override
 from mriganx.inference import Translator
 from mriganx.io import load_image, save_like
 from mriganx.training import Trainer
+from train_default_model import TRAINING_SCANS  # the shipped recipe's scans: one list for both scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -39,9 +40,7 @@ DEV = SHARED / "data" / "real-dev"
 SEED = SHARED / "data" / "seed-t1t2"
 SCORER = SHARED / "tools" / "score_volumes.py"
 
-REAL_T1 = ["aomic-0001_T1w", "aomic-0002_T1w", "aomic-0001_desc-brain_T1w", "aomic-0002_desc-brain_T1w",
-           "tcga-FG-6692_T1w", "tcga-FG-6692_ce-gadolinium_T1w"]
-REAL_T2 = ["tcga-FG-6692_T2w"]
+REAL_T1, REAL_T2 = TRAINING_SCANS["T1w"], TRAINING_SCANS["T2w"]
 DATA = {
     "real": (REAL_T1, REAL_T2, False, False),
     "real+seed": (REAL_T1, REAL_T2, True, True),

@@ -1,22 +1,20 @@
-"""Recreate the shipped default model (mriganx/models/default.pt) from what the package provides.
+"""Recreate the shipped default model (mriganx/models/default.pt) from the real scans the project may train on.
 
     python scripts/train_default_model.py                       # set + training + packaging, into runs/default-model
     python scripts/train_default_model.py --package-only        # repackage runs/default-model/run/model.pt
 
 Steps, each skipped when its output exists (so an interrupted run continues with ``--resume`` semantics):
 
-1. the unpaired training set: 24 varied phantoms (scripts/make_default_training_set.py: T1w of the even subjects,
-   T2w of the odd ones, seed 1000). ``--seed-copies N`` also links each of the seed set's slices
-   (``../shared/data/seed-t1t2``: 43 T1w and 46 T2w BrainWeb-derived slices of one real-anatomy head) N times into
-   the folders: the experiment of docs/results.md ("real anatomy beside the phantoms", N = 20, about a third of the
-   slices drawn), whose weights would carry BrainWeb's research-use terms. The shipped model uses none (N = 0);
-2. ``mriganx train --config shipped`` on it (a fixed number of steps: the result does not depend on the machine's
-   speed or load);
+1. the unpaired training set, as links into ``../shared/data/real-dev`` (nothing copied): T1w of two healthy adults
+   with and without skull (AOMIC-PIOP2 0001/0002, CC0) and the T1w and post-contrast T1w of a glioma patient with
+   skull (TCGA-FG-6692, CC BY 3.0); T2w of the same patient. Never the two development pairs (TCGA-DU-7294,
+   BraTS-GLI-00001), which score the model, nor anything in ``real-t1t2`` (validation);
+2. ``mriganx train --config shipped`` on it: the tissue prior fitted on these scans, then a fixed number of steps
+   (the result does not depend on the machine's speed or load);
 3. packaging: the run's model.pt with its provenance and model card (docs/model-card.md, the validation numbers from
    docs/validation.json when present) written to mriganx/models/default.pt.
 
-No real scan is read here: the validation scans (../shared/data/real-t1t2) are scored afterwards by
-scripts/validate_default_model.py, and nothing about the model is chosen from them.
+``scripts/ablation.py`` trains the same recipe and its variants and scores them on the development pairs.
 """
 
 from __future__ import annotations
@@ -39,11 +37,20 @@ from mriganx.modelfile import ModelFile, shipped_path
 from mriganx.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-SET_SEED = 1000
-SUBJECTS = 24
-SEED_SET = ROOT.parent / "shared" / "data" / "seed-t1t2"
-SEED_COPIES = 0  # the shipped recipe; docs/results.md's experiment used 20
-SEED_FOLDERS = {"trainT1": "T1w", "trainT2": "T2w"}
+REAL_DEV = ROOT.parent / "shared" / "data" / "real-dev"
+TRAINING_SCANS = {  # contrast folder: the scans of real-dev the shipped model trains on
+    "T1w": ["aomic-0001_T1w", "aomic-0002_T1w", "aomic-0001_desc-brain_T1w", "aomic-0002_desc-brain_T1w",
+            "tcga-FG-6692_T1w", "tcga-FG-6692_ce-gadolinium_T1w"],
+    "T2w": ["tcga-FG-6692_T2w"],
+}
+SOURCES = {
+    "AOMIC-PIOP2 (OpenNeuro ds002790), subjects 0001 and 0002, T1w with and without skull": (
+        "CC0; Snoek et al., Sci Data 2021; FreeSurfer outputs from carpentries-incubator/SDC-BIDS-sMRI "
+        "(commit 03fb1e742c7b54e66cd093a322977b52dd63efc8)"),
+    "TCGA-FG-6692 (The Cancer Imaging Archive, TCGA-LGG), T1w, post-contrast T1w, T2w with skull": (
+        "CC BY 3.0; cite TCIA (Clark et al., J Digit Imaging 2013) and the TCGA-LGG collection; from the example "
+        "data of neuronflow/BraTS-Toolkit (commit 0cd322fcc26a61f19c9a71fdae076f27be857766)"),
+}
 CARD = ROOT / "docs" / "model-card.md"
 VALIDATION = ROOT / "docs" / "validation.json"
 
@@ -55,30 +62,22 @@ def commit() -> str:
         return "unknown"
 
 
-def make_set(out: Path) -> Path:
+def make_set(out: Path, source: Path = REAL_DEV) -> Path:
+    """Link the training scans into ``out/data/T1w`` and ``out/data/T2w``."""
     data = out / "data"
-    if not (data / "parameters.json").is_file():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_default_training_set.py"), str(data),
-                        "--subjects", str(SUBJECTS), "--seed", str(SET_SEED)], check=True)
+    for contrast, stems in TRAINING_SCANS.items():
+        (data / contrast).mkdir(parents=True, exist_ok=True)
+        for stem in stems:
+            scan = source / f"{stem}.nii.gz"
+            if not scan.is_file():
+                raise SystemExit(f"{scan}: a training scan is missing (the shared real-dev folder must sit beside the checkout)")
+            link = data / contrast / scan.name
+            if not link.is_symlink():
+                link.symlink_to(scan.resolve())
     return data
 
 
-def add_seed_slices(data: Path, seed_set: Path, copies: int) -> int:
-    """Link every seed-set slice ``copies`` times into the training folders; returns the number of links."""
-    if copies and not seed_set.is_dir():
-        raise SystemExit(f"{seed_set}: the seed set is not there (pass --seed-set, or --seed-copies 0 for phantoms only)")
-    count = 0
-    for folder, contrast in SEED_FOLDERS.items():
-        for png in sorted((seed_set / folder).glob("*.png")) if copies else []:
-            for copy in range(copies):
-                link = data / contrast / f"seed-{copy:02d}-{png.name.replace(' ', '_').replace('#', '')}"
-                if not link.is_symlink():
-                    link.symlink_to(png.resolve())
-                count += 1
-    return count
-
-
-def train(data: Path, out: Path, threads: int | None, seed_copies: int) -> dict[str, Any]:
+def train(data: Path, out: Path, threads: int | None) -> dict[str, Any]:
     run = out / "run"
     timing = out / "timing.json"
     if (run / "model.pt").is_file() and timing.is_file():
@@ -92,7 +91,7 @@ def train(data: Path, out: Path, threads: int | None, seed_copies: int) -> dict[
     if result.interrupted:
         raise SystemExit("interrupted; run the script again to continue")
     record = {"steps": result.steps, "train_seconds": result.seconds, "wall_seconds": time.time() - started,
-              "threads": torch.get_num_threads(), "resumed": resume, "seed_copies": seed_copies, "commit": commit()}
+              "threads": torch.get_num_threads(), "resumed": resume, "commit": commit()}
     timing.write_text(json.dumps(record, indent=1))
     return record
 
@@ -100,36 +99,21 @@ def train(data: Path, out: Path, threads: int | None, seed_copies: int) -> dict[
 def package(out: Path, timing: dict[str, Any], target: Path, card: Path = CARD, validation_file: Path = VALIDATION) -> Path:
     """The run's model with everything the model card says, as the shipped model file."""
     model = ModelFile.load(out / "run" / "model.pt")
-    parameters = json.loads((out / "data" / "parameters.json").read_text())
     validation = json.loads(validation_file.read_text()) if validation_file.is_file() else {}
-    copies = int(timing.get("seed_copies", 0))
-    phantoms = (f"{SUBJECTS} procedural head phantoms (mriganx.synthetic.draw_varied_phantom), unpaired: T1w of "
-                f"{SUBJECTS // 2} subjects, T2w of {SUBJECTS // 2} others")
-    if copies:
-        name = "mriganx-seedmix-experiment"
-        licence = ("research use under BrainWeb's terms (cite Collins et al., IEEE TMI 1998; Kwan et al., IEEE TMI "
-                   "1999): trained on BrainWeb-derived slices beside the project's own phantoms")
-        what = (f"{phantoms}; and the seed set's 43 T1w + 46 T2w BrainWeb-derived 181x217 slices (one simulated "
-                f"head), each seen {copies} times as often as a single phantom slice; no real scan")
-    else:
-        name = "mriganx-default-phantoms-v1"
-        licence = "Apache-2.0 (the weights were trained only on the project's own synthetic phantoms)"
-        what = f"{phantoms}; no real scan, no seed-set slice"
     model.provenance = {
-        "name": name,
-        "licence": licence,
+        "name": "mriganx-default-real-v2",
+        "licence": ("Apache-2.0 weights, trained on real scans under CC0 (AOMIC-PIOP2) and CC BY 3.0 (TCGA via TCIA): "
+                    "attribute TCIA (Clark et al., J Digit Imaging 2013) and the TCGA-LGG collection when you use them"),
         "training_data": {
-            "what": what,
-            "seed": SET_SEED,
-            "seed_copies": copies,
-            "ranges": parameters.get("ranges", {}),
+            "what": "unpaired real scans: " + "; ".join(f"{folder}: {', '.join(stems)}" for folder, stems in TRAINING_SCANS.items()),
+            "sources": SOURCES,
         },
         "config": load_config("shipped").to_dict(),
         "steps": model.steps,
         "train_seconds": round(timing.get("train_seconds", 0.0)),
         "threads": timing.get("threads"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "command": "python scripts/train_default_model.py" + (f" --seed-copies {copies}" if copies else ""),
+        "command": "python scripts/train_default_model.py",
         "commit": timing.get("commit") or commit(),
         "mriganx_version": mriganx.__version__,
         "torch_version": str(torch.__version__),
@@ -144,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "default-model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
-    parser.add_argument("--seed-copies", type=int, default=SEED_COPIES, help="times each seed-set slice is linked in (0: phantoms only)")
-    parser.add_argument("--seed-set", type=Path, default=SEED_SET)
+    parser.add_argument("--real-dev", type=Path, default=REAL_DEV, help="where the real development scans are")
     parser.add_argument("--card", type=Path, default=CARD, help="the model card to embed")
     parser.add_argument("--validation", type=Path, default=VALIDATION, help="validation scores to record (scripts/validate_default_model.py)")
     parser.add_argument("--package-only", action="store_true")
@@ -154,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.package_only:
         timing = json.loads((args.out / "timing.json").read_text())
     else:
-        data = make_set(args.out)
-        add_seed_slices(data, args.seed_set, args.seed_copies)
-        timing = train(data, args.out, args.threads, args.seed_copies)
+        data = make_set(args.out, args.real_dev)
+        timing = train(data, args.out, args.threads)
     target = args.target or shipped_path()
     path = package(args.out, timing, target, args.card, args.validation)
     model = ModelFile.load(path)
