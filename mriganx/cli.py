@@ -243,14 +243,8 @@ def convert(
         report = run_convert(inputs, path, direction=direction.direction, output=output, device=device,
                              batch_size=batch_size, overwrite=overwrite, skip_existing=skip_existing, series=series,
                              workers=workers, confidence=confidence, output_format=output_format)
-    for scan in report.converted:
-        typer.echo(f"{scan.source.name}: {scan.note}", err=True)
-        for written in scan.written:
-            typer.echo(str(written))
-        if scan.skipped is not None:
-            typer.echo(f"skipped (exists): {scan.skipped}", err=True)
-    for error in report.failed:
-        typer.echo(f"error: {error}", err=True)
+    for text, to_stderr in report.lines():
+        typer.echo(text, err=to_stderr)
     if report.failed:
         raise typer.Exit(2)
 

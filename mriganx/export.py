@@ -185,8 +185,8 @@ def _metadata(model: ModelFile) -> dict[str, Any]:
         "name": f"mriganx T1w <-> T2w brain MRI translation ({name})",
         "task": "Translate brain MRI between T1-weighted and T2-weighted contrast (unpaired CycleGAN, 2D slices)",
         "description": "Both generators of an mriganx CycleGAN. inference.json translates every scan in input_dir "
-                       "(direction t1-to-t2 or t2-to-t1) and writes NIfTI on each input's own grid, as "
-                       "`mriganx convert --direction X` does.",
+                       "(direction auto: T1w or T2w read from each image; or t1-to-t2, t2-to-t1) and writes NIfTI on "
+                       "each input's own grid, as `mriganx convert` does, with the same checks and refusals.",
         "authors": "mriganx contributors",
         "copyright": "Copyright (c) mriganx contributors",
         "intended_use": "Research only, not for diagnosis: a synthetic contrast to view beside the measured one, "
@@ -229,24 +229,20 @@ def _inference(model: ModelFile) -> dict[str, Any]:
         "bundle_root": ".",
         "input_dir": "$@bundle_root + '/input'",
         "output_dir": "$@bundle_root + '/eval'",
-        "direction": Direction.T1_TO_T2.value,
+        "direction": "auto",
         "overwrite": False,
+        "skip_existing": False,
+        "confidence": False,
         "batch_size": 8,
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "ckpt_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
         "mriganx": _settings(model),
         "network_def": {"_target_": "mriganx.bundle.network", "settings": "@mriganx"},
-        "network": "$mriganx.bundle.load_weights(@network_def, @ckpt_path, @device)",
-        "translator": "$mriganx.bundle.translator(@network, @mriganx, @device)",
-        "datalist": "$mriganx.bundle.datalist(@input_dir)",
-        "preprocessing": {"_target_": "Compose", "transforms": [{"_target_": "mriganx.bundle.ReadScand", "keys": "image"}]},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-        "translate": {"_target_": "mriganx.bundle.Translated", "keys": "image", "translator": "@translator",
-                      "direction": "@direction", "batch_size": "@batch_size"},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "mriganx.bundle.SaveTranslationd", "keys": "pred", "output_dir": "@output_dir",
-             "overwrite": "@overwrite"}]},
-        "run": ["$[print(@postprocessing(@translate(item))['pred_path']) for item in @dataset]"],
+        # mriganx.convert.convert with the bundle's network: every decision `mriganx convert` makes, and every
+        # failure on the user's input one line on stderr (mriganx.bundle says why it takes plain values).
+        "run": ["$mriganx.bundle.run(@network_def, @ckpt_path, @mriganx, @input_dir, @output_dir, direction=@direction, "
+                "overwrite=@overwrite, skip_existing=@skip_existing, confidence=@confidence, batch_size=@batch_size, "
+                "device=@device)"],
     }
 
 
@@ -259,13 +255,15 @@ Exported by `mriganx export` (mriganx {mriganx.__version__}). Run it with MONAI'
 
 ```bash
 python -m monai.bundle run --config_file configs/inference.json --bundle_root . \\
-    --input_dir SCANS --output_dir OUT --direction t1-to-t2
+    --input_dir SCANS --output_dir OUT [--direction t1-to-t2] [--overwrite true]
 ```
 
 Every scan in `SCANS` (NIfTI, DICOM series folders, PNG slices) is translated and written to `OUT` as NIfTI on its
 own grid (same shape, affine and qform/sform codes), named as `mriganx convert` names it (`<name>_t2.nii.gz`). The
-result equals `mriganx convert SCANS --direction t1-to-t2 -o OUT` (the bundle runs mriganx's own steps around the
-network). `models/model.pt` is the state dict of `mriganx.networks.TwoWayGenerator`; `models/model.ts` is the same
+run is `mriganx convert SCANS -o OUT` with this network (the bundle calls mriganx's own conversion): direction
+`auto` (the default) reads T1w or T2w from each image and refuses an image that is neither; the same checks,
+refusals and overwrite rules (`overwrite`, `skip_existing`), the files written listed on stdout, each problem one
+line on stderr, exit code 2 if any scan failed. `models/model.pt` is the state dict of `mriganx.networks.TwoWayGenerator`; `models/model.ts` is the same
 network in TorchScript (`forward(x, reverse=False)`: T1w -> T2w, `reverse=True`: T2w -> T1w), the form MONAI Deploy
 loads. TorchScript is deprecated upstream; it is shipped because MONAI bundles and Deploy load it.
 

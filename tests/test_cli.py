@@ -73,3 +73,14 @@ def test_help_keeps_bracketed_defaults() -> None:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, result.output
         assert "[default: the shipped" in " ".join(result.output.split()), (command, result.output)
+
+
+def test_flags_that_cannot_act_together_are_refused(tmp_path: Path) -> None:
+    """--overwrite replaces what --skip-existing keeps: one of them would be ignored in silence."""
+    from tests.helpers import assert_one_line_error
+
+    scan = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), scan)
+    result = runner.invoke(app, ["convert", str(scan), "--overwrite", "--skip-existing"])
+    assert_one_line_error(result, "--overwrite replaces existing outputs and --skip-existing keeps them")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]

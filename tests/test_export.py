@@ -9,6 +9,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -109,8 +110,42 @@ def bundle_run(bundle: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_monai_bundle_runs_with_monais_runner_and_matches_convert(smoke_model: Path, phantom_dirs: dict[str, Path],
-                                                                   tmp_path: Path) -> None:
+def in_process_run(bundle: Path, capsys: pytest.CaptureFixture, **settings: Any) -> tuple[int, str, str]:
+    """MONAI's bundle runner in this process (what ``python -m monai.bundle run`` calls, without the interpreter
+    start): the exit code (0 when it returns), stdout and stderr."""
+    from monai.bundle import run as monai_run
+
+    capsys.readouterr()
+    try:
+        monai_run(config_file=str(bundle / "configs" / "inference.json"), bundle_root=str(bundle),
+                  **{key: str(value) for key, value in settings.items()})
+        code = 0
+    except SystemExit as leaving:
+        code = int(leaving.code)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def errors(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+def assert_same_outputs(ours: Path, theirs: Path, scans: Path, names: list[str]) -> None:
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir()) == sorted(names)
+    for name in names:
+        a, b = nib.load(ours / name), nib.load(theirs / name)
+        source = nib.load(next(scans.glob(name.rsplit("_", 1)[0] + ".nii.gz")))
+        assert a.shape == source.shape and np.array_equal(a.affine, b.affine)
+        assert a.header.get_qform(coded=True)[1] == source.header.get_qform(coded=True)[1]
+        assert a.header.get_sform(coded=True)[1] == source.header.get_sform(coded=True)[1]
+        assert np.abs(a.get_fdata() - b.get_fdata()).max() <= 1e-4
+
+
+@pytest.fixture()
+def bundle_and_scans(smoke_model: Path, phantom_dirs: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """The smoke model as a bundle, and a folder of scans as users have them: the held-out T1w (RAS, codes 1/1), an
+    LPS copy (sform code 2, no qform), the held-out T2w under a name that does not say so, and a 4D series."""
     pytest.importorskip("fire")
     bundle = tmp_path / "bundle"
     result = runner.invoke(app, ["export", str(smoke_model), "-f", "monai-bundle", "-o", str(bundle)])
@@ -118,8 +153,6 @@ def test_monai_bundle_runs_with_monais_runner_and_matches_convert(smoke_model: P
     for name in ("configs/metadata.json", "configs/inference.json", "models/model.pt", "models/model.ts",
                  "docs/README.md", "LICENSE"):
         assert (bundle / name).is_file(), name
-
-    # Two scans with different geometry: the phantom (RAS, codes 1/1) and an LPS copy with sform code 2, qform 0.
     scans = tmp_path / "scans"
     scans.mkdir()
     held = nib.load(phantom_dirs["held_t1"])
@@ -128,22 +161,81 @@ def test_monai_bundle_runs_with_monais_runner_and_matches_convert(smoke_model: P
     reversed_xy = np.array([[-1.0, 0, 0, nx - 1], [0, -1, 0, ny - 1], [0, 0, 1, 0], [0, 0, 0, 1]])  # new index -> old
     write_nifti(scans / "b_T1w.nii.gz", held.get_fdata()[::-1, ::-1].copy(), held.affine @ reversed_xy,
                 qform_code=0, sform_code=2)
-    for direction in Direction:
-        out = tmp_path / f"bundle-{direction.value}"
-        run = bundle_run(bundle, "--input_dir", str(scans), "--output_dir", str(out), "--direction", direction.value)
-        assert run.returncode == 0, run.stderr[-2000:]
-        converted = tmp_path / f"convert-{direction.value}"
-        result = runner.invoke(app, ["convert", str(scans), "-m", str(smoke_model), "--direction", direction.value,
-                                     "-o", str(converted)])
-        assert result.exit_code == 0, result.output
-        for source in sorted(scans.iterdir()):
-            name = source.name.replace(".nii.gz", f"_{direction.target}.nii.gz")
-            ours, theirs = nib.load(out / name), nib.load(converted / name)
-            assert ours.shape == nib.load(source).shape
-            assert np.array_equal(ours.affine, theirs.affine)
-            assert ours.header.get_qform(coded=True)[1] == nib.load(source).header.get_qform(coded=True)[1]
-            assert ours.header.get_sform(coded=True)[1] == nib.load(source).header.get_sform(coded=True)[1]
-            assert np.abs(ours.get_fdata() - theirs.get_fdata()).max() <= 1e-4
+    write_nifti(scans / "c_scan.nii.gz", nib.load(phantom_dirs["held_t2"]).get_fdata(), held.affine)
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8, 3), np.float32), np.eye(4)), scans / "d_series.nii.gz")
+    return bundle, scans
+
+
+def test_monai_bundle_runs_with_monais_runner_and_decides_as_convert(smoke_model: Path, bundle_and_scans: tuple[Path, Path],
+                                                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 24, item 5: with no direction the bundle reads it from each image (the T2w goes to T1w), the 4D file is
+    one line on stderr and the others are converted and listed, exit code 2, no traceback; the files equal
+    ``mriganx convert``'s, with a detected direction and with a given one."""
+    bundle, scans = bundle_and_scans
+    out = tmp_path / "bundle-auto"
+    run = bundle_run(bundle, "--input_dir", str(scans), "--output_dir", str(out))
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert errors(run.stderr) == [f"error: {scans / 'd_series.nii.gz'}: image has shape (8, 8, 8, 3); a 2D slice or a "
+                                  "3D volume is needed (4D series: split it)"]
+    names = ["a_T1w_t2.nii.gz", "b_T1w_t2.nii.gz", "c_scan_t1.nii.gz"]
+    # stdout: MONAI's own log of its arguments, then the files written, one a line.
+    assert [line for line in run.stdout.splitlines() if ".nii" in line] == [str(out / name) for name in names]
+    assert "c_scan.nii.gz: detected T2w" in run.stderr
+    converted = tmp_path / "convert-auto"
+    result = runner.invoke(app, ["convert", str(scans), "-m", str(smoke_model), "-o", str(converted)])
+    assert result.exit_code == 2 and errors(result.stderr) == errors(run.stderr)
+    assert_same_outputs(out, converted, scans, names)
+
+    # A given direction, through the same runner in this process.
+    code, stdout, stderr = in_process_run(bundle, capsys, input_dir=scans, output_dir=tmp_path / "bundle-t2",
+                                          direction="t2-to-t1")
+    assert code == 2 and len(errors(stderr)) == 1
+    converted = tmp_path / "convert-t2"
+    result = runner.invoke(app, ["convert", str(scans), "-m", str(smoke_model), "--direction", "t2-to-t1", "-o", str(converted)])
+    names = ["a_T1w_t1.nii.gz", "b_T1w_t1.nii.gz", "c_scan_t1.nii.gz"]
+    assert_same_outputs(tmp_path / "bundle-t2", converted, scans, names)
+
+
+def test_bundle_refusals_are_one_line_and_outputs_are_kept(bundle_and_scans: tuple[Path, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Issue 24, item 5: convert's overwrite rules and refusals, each one line with exit code 2; MONAI's command
+    line hands ``--overwrite false`` over as text, which must not count as set."""
+    bundle, scans = bundle_and_scans
+    (scans / "d_series.nii.gz").unlink()
+    out = tmp_path / "out"
+    code, stdout, _ = in_process_run(bundle, capsys, input_dir=scans, output_dir=out)
+    assert code == 0 and len(stdout.split()) == 3
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for overwrite in ("false", False):
+        code, stdout, stderr = in_process_run(bundle, capsys, input_dir=scans, output_dir=out, overwrite=overwrite)
+        assert code == 2 and stdout == "" and len(errors(stderr)) == 3
+        assert all(line.endswith("exists; pass --overwrite to replace it") for line in errors(stderr))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, stderr = in_process_run(bundle, capsys, input_dir=scans, output_dir=out, skip_existing="true")
+    assert code == 0 and stderr.count("skipped (exists)") == 3
+    code, stdout, _ = in_process_run(bundle, capsys, input_dir=scans, output_dir=out, overwrite="true")
+    assert code == 0 and len(stdout.split()) == 3
+
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"  # the same bundle with damaged weights
+    (broken / "models").mkdir(parents=True)
+    (broken / "configs").symlink_to(bundle / "configs")
+    (broken / "models" / "model.pt").write_bytes(b"not weights")
+    cases = [
+        (bundle, {"input_dir": tmp_path / "empty"}, "holds no NIfTI, DICOM or PNG images"),
+        (bundle, {"input_dir": tmp_path / "missing"}, "does not exist"),
+        (bundle, {"direction": "sideways"}, "--direction must be one of auto, t1-to-t2, t2-to-t1, got 'sideways'"),
+        (bundle, {"overwrite": "maybe"}, "--overwrite must be true or false"),
+        (bundle, {"overwrite": "true", "skip_existing": "true"}, "--overwrite replaces existing outputs and --skip-existing keeps them"),
+        (broken, {}, "not the weights of this bundle's network"),
+    ]
+    for where, settings, needle in cases:
+        settings = {"input_dir": scans, "output_dir": tmp_path / "never", **settings}
+        code, stdout, stderr = in_process_run(where, capsys, **settings)
+        assert code == 2 and stdout == "", (settings, stdout)
+        (line,) = errors(stderr)
+        assert needle in line, (needle, line)
+    assert not (tmp_path / "never").exists()
 
 
 def test_bundle_metadata_and_torchscript_network(smoke_model: Path, tmp_path: Path) -> None:
