@@ -306,6 +306,9 @@ def derivative_root(root: Path, output: Path | None) -> Path:
 def _write_description(root: Path, out: Path, overwrite: bool) -> None:
     wanted = dataset_description(root, out)
     path = out / DESCRIPTION_FILE
+    if not path.exists() and out.is_dir() and any(out.iterdir()):
+        raise MriganxError(out, "holds files but no dataset_description.json of mriganx translations; a derivative "
+                                "dataset goes into a new or empty folder, or one mriganx wrote: choose another -o")
     if path.exists():
         existing = load_json(path)
         makers = [g.get("Name") for g in existing.get("GeneratedBy", []) if isinstance(g, dict)]

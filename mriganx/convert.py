@@ -306,6 +306,7 @@ def convert(
         raise MriganxError(None, f"--output-format must be one of nifti, dicom, both, got {output_format!r}")
     if overwrite and skip_existing:
         raise MriganxError(None, "--overwrite replaces existing outputs and --skip-existing keeps them; pass one of them")
+    direction = None if direction is None else Direction(direction)  # a library caller's "t1-to-t2" too
     if isinstance(model, Translator):  # already loaded: only this process has it
         if workers > 1:
             raise MriganxError(None, "--workers needs a model file for each worker to load, not a loaded translator")

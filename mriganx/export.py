@@ -380,7 +380,7 @@ def export_model(model: str | Path | None, fmt: ExportFormat | str, out: Path, o
     if missing:
         raise MriganxError(None, f"--format {fmt.value} needs {' and '.join(missing)}: pip install 'mriganx[export]'")
     path = resolve(model)
-    refuse_export_into(Path(out), Path(path), overwrite)
+    refuse_export_into(Path(out), Path(path).resolve(), overwrite)  # a linked model.pt: its run is where it lies
     loaded = ModelFile.load(path)
     with atomic_folder(out, overwrite=overwrite, protect=(Path(path),)) as staging:
         written = WRITERS[fmt](loaded, staging)

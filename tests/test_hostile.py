@@ -311,3 +311,81 @@ def test_a_model_with_nan_weights_is_refused(smoke_model: Path, tmp_path: Path) 
     result = runner.invoke(app, ["convert", str(source), "-m", str(tmp_path / "nan.pt"), "-o", str(tmp_path / "o")])
     assert_one_line_error(result, "nan.pt", "NaN")
     assert files_in(tmp_path / "o") == []
+
+
+# -- issue 24, the second pass: --overwrite, outputs inside inputs, other spellings of one place -------------------
+
+def test_export_through_links_and_other_spellings_never_reaches_the_run(smoke_model: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run = smoke_model.parent
+    before = files_in(run)
+    (tmp_path / "runlink").symlink_to(run)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "model.pt").symlink_to(smoke_model)
+    export = ["export", "-f", "torchscript", "--overwrite"]
+    for model, out in ((smoke_model, tmp_path / "runlink"), (run / ".." / run.name / "model.pt", f"{run}/"),
+                       (tmp_path / "elsewhere" / "model.pt", run / "ex")):
+        assert_one_line_error(runner.invoke(app, [*export, str(model), "-o", str(out)]), "folder of the model")
+    assert files_in(run) == before
+    exported = tmp_path / "ex"
+    assert runner.invoke(app, ["export", str(smoke_model), "-f", "torchscript", "-o", str(exported)]).exit_code == 0
+    (tmp_path / "exlink").symlink_to(exported)
+    (tmp_path / "afile").write_text("x")
+    for out, why in (("exlink", "symbolic link"), ("afile", "not a folder"), ("", "no mriganx.json")):
+        monkeypatch.chdir(tmp_path)
+        assert_one_line_error(runner.invoke(app, [*export, str(smoke_model), "-o", out]), why)
+    (exported / "mriganx.json").write_text("{")  # an edited boundary file: no longer recognisably an export
+    assert_one_line_error(runner.invoke(app, [*export, str(smoke_model), "-o", str(exported)]), "no mriganx.json")
+    assert (exported / "t1-to-t2.ts").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_convert_outputs_that_spell_an_input_or_a_foreign_file_are_refused(smoke_model: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_dicom_out import small_series
+
+    monkeypatch.chdir(tmp_path)
+    scan = t1_volume(tmp_path)
+    series = small_series(tmp_path / "series")
+    (tmp_path / "scanlink.nii.gz").symlink_to(scan)
+    os.link(scan, tmp_path / "hard.nii.gz")
+    (tmp_path / "serieslink").symlink_to(series)
+    (tmp_path / "d.nii.gz").mkdir()
+    (tmp_path / "series_t2_dicom").mkdir()  # empty, but not a series mriganx wrote
+    common = ["-m", str(smoke_model), "--direction", "t1-to-t2", "--overwrite"]
+    cases = [("scan.nii.gz", "sub/../scan.nii.gz", "nifti", "is the input"),
+             ("scan.nii.gz", "scanlink.nii.gz", "nifti", "is the input"),
+             ("scan.nii.gz", "hard.nii.gz", "nifti", "not an output mriganx wrote"),
+             ("scan.nii.gz", "d.nii.gz", "nifti", "not an output mriganx wrote"),
+             ("series", "series/", "dicom", "inside the input series folder"),
+             ("series", "serieslink", "both", "inside the input series folder"),
+             ("series", "series/../series", "dicom", "inside the input series folder"),
+             ("series", ".", "dicom", "not an output mriganx wrote")]
+    before = {name: files_in(tmp_path / name) for name in ("series", "d.nii.gz", "series_t2_dicom")}
+    for source, output, fmt, why in cases:
+        result = runner.invoke(app, ["convert", source, *common, "-o", output, "--output-format", fmt])
+        assert_one_line_error(result, why)
+    assert {name: files_in(tmp_path / name) for name in before} == before
+    assert scan.read_bytes() == (tmp_path / "hard.nii.gz").read_bytes() and not list(tmp_path.glob("*_t2.nii.gz"))
+
+
+def test_an_output_folder_inside_the_input_folder_is_passed_over_on_rerun(smoke_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    t1_volume(tmp_path / "in", "a.nii.gz")
+    command = ["convert", str(tmp_path / "in"), "-m", str(smoke_model), "--direction", "t1-to-t2",
+               "-o", str(tmp_path / "in" / "out")]
+    assert runner.invoke(app, command).exit_code == 0
+    result = runner.invoke(app, [*command, "--skip-existing"])
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "in") == ["a.nii.gz", "a_t2.nii.gz", "out"]
+
+
+def test_bids_output_into_a_folder_of_other_files_is_refused(smoke_model: Path, tmp_path: Path) -> None:
+    anat = tmp_path / "ds" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    t1_volume(anat, "sub-01_T1w.nii.gz")
+    (tmp_path / "ds" / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("years of work")
+    result = runner.invoke(app, ["convert", str(tmp_path / "ds"), "-m", str(smoke_model), "-o", str(tmp_path / "thesis")])
+    assert_one_line_error(result, "thesis", "no dataset_description.json of mriganx translations")
+    assert files_in(tmp_path / "thesis") == ["chapter1.tex"]
