@@ -26,7 +26,9 @@ its ``derivatives/``), in the raw dataset's ``sub-*/[ses-*/]anat/`` layout:
 **The suffix and the image.** The suffix gives the direction; :func:`mriganx.contrast.detect_contrast` reads the
 image alone. When it reads the other contrast the file is refused in one line (the others are converted; the CLI
 exits with code 2 at the end); when it cannot tell, the suffix decides and the note and ``ContrastCheck`` say so.
-Reruns skip a file whose translation exists, unless ``overwrite``. No pybids needed: the few rules of BIDS names
+Reruns skip a file whose outputs all exist, unless ``overwrite``; one with part of them missing (a deleted
+sidecar) is written again whole. A folder laid out as a dataset without its description is refused when
+translations would go beside its images (:func:`refuse_writing_into_datasets`). No pybids needed: the few rules of BIDS names
 used here are parsed in this module (pybids, in the ``export`` extra, only checks the outputs in the tests).
 
 >>> derivative_stem("sub-01_acq-mprage_ses-1_T1w", Direction.T1_TO_T2)   # entities back in BIDS order

@@ -6,9 +6,13 @@ Output naming: ``<name>_t2`` (or ``_t1``) as gzipped NIfTI beside the input or i
 :meth:`mriganx.inference.Translator.confidence_slices`). For a DICOM input, ``output_format`` ``dicom`` (or
 ``both``) writes the translation as a new DICOM series instead of (or beside) the NIfTI: a folder ``<name>_t2_dicom``
 holding one file per slice, in the original's study with its slice geometry (:func:`mriganx.dicom.save_dicom_series`);
-the confidence map stays NIfTI. Every file (and every DICOM folder) is written atomically; an
-existing output is kept unless ``overwrite``; an input is never overwritten. One scan that fails does not stop the
-others: its error is collected and reported.
+the confidence map stays NIfTI. Every file (and every DICOM folder) is written atomically, and a scan's outputs
+appear together (:func:`mriganx.io.written_together`). An existing output is kept unless ``overwrite``, and even
+then only mriganx's own is replaced (:func:`existing_outputs`); a scan with part of its outputs there from an
+earlier run is written again whole (:func:`may_replace`). An input is never overwritten, and ``-o`` equal to an
+input file or inside an input series folder is refused before any work. A folder's earlier translations are not
+inputs (:func:`earlier_outputs`). One scan that fails does not stop the others: its error is collected and
+reported.
 
 A BIDS dataset is not converted here: :mod:`mriganx.bids` (one layer up; the CLI dispatches a BIDS root to it,
 since this module must not import the one above it) writes a BIDS derivative dataset with BIDS names and sidecars

@@ -1,7 +1,8 @@
 """A trained model in the formats other systems load: TorchScript, ONNX and a MONAI bundle (``mriganx export``).
 
 Every format is a folder (``-o DIR``), written into a temporary folder beside it and renamed into place, so a
-failed export leaves nothing behind:
+failed export leaves nothing behind; ``--overwrite`` replaces only an earlier export (:func:`earlier_export`), and
+a folder in the model's own folder (its training run) is refused:
 
 ==================  ===============================================================================================
 format              what the folder holds

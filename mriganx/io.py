@@ -24,6 +24,10 @@ and scl_inter 0; for DICOM and PNG inputs both qform and sform hold ``like.affin
 A DICOM input's translation can also be written as a new DICOM series (:func:`mriganx.dicom.save_dicom_series`).
 Every writer writes to a temporary file (or folder, :func:`atomic_folder`) in the destination folder and renames it,
 so an output appears only complete; it refuses to overwrite its source image and, unless asked, any existing file.
+Outputs written inside :func:`written_together` (one scan's translation, series, map and sidecars) appear together.
+What mriganx writes says so (NIfTI ``descrip`` and PNG ``Description`` starting with :data:`OWN_MARK`, DICOM
+Manufacturer): :func:`written_by_mriganx` tells the callers which existing outputs ``--overwrite`` may replace, and
+:func:`is_translation` which images a folder conversion passes over.
 
 >>> import numpy as np, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
