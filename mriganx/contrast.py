@@ -2,9 +2,9 @@
 
 The rule reads the tissue order that defines the two contrasts, in the place where each tissue lies. It works on
 axial slices in the slice frame of :mod:`mriganx.frame` at about 2 mm in-plane (for a volume up to 12 slices
-30-85 mm below the top of the head, the levels of the seed slices; a 2D image is its own single slice), inside the
-head (the largest object above the background, holes filled), and measures every intensity relative to white
-matter (WM = 1):
+30-85 mm below the top of the head, the levels of the seed slices; when the top is cut off, within 55 mm of the
+volume's upper end, above the orbits and skull base; a 2D image is its own single slice), inside the head (the
+largest object above the background, holes filled), and measures every intensity relative to white matter (WM = 1):
 
 1. **White matter by place.** The deep half of the head (at least half its largest depth below the outline) is
    mostly WM in every contrast, and WM is the thick, even tissue there: the mode of its flattest 40 % (smallest
@@ -16,31 +16,38 @@ matter (WM = 1):
    ("a little": from the tolerance to 35 %); ``asymmetry`` = (brighter - darker) / (brighter + darker): near -1 when
    what borders WM is darker (T1w: GM, CSF), near +1 when it is brighter (T2w; also FLAIR and PD, whose GM is
    brighter than WM). Together the two shares must reach 10 %, or there is no grey/white contrast to read.
-3. **CSF is the extreme near it.** Within 7 mm of the WM region lie sulci and ventricles: ``darkest`` and
-   ``brightest`` are the 5th and 95th percentiles there.
+3. **Grey matter seen from dark CSF.** Where CSF is dark (below 0.67x WM), the ``GM step`` is the median of the
+   tissue 1-2 voxels from it (the cortical ribbon lining the sulci) minus the median 4-6 voxels from it (WM): a T1w
+   brightens on into WM (step -0.08 to -0.15 on real T1w), a FLAIR does not (0 to -0.01). It reads GM where GM is
+   within the WM tolerance of WM (spin-echo and post-contrast T1w), where the asymmetry sees mostly noise.
+4. **CSF is the extreme near it.** Within 7 mm of the WM region lie sulci and ventricles: ``darkest`` and
+   ``brightest`` are the 5th and 95th percentiles there. At the centre of the head (deeper than 60 % of the largest
+   depth: the lateral and third ventricles) the shares of CSF-dark (< 0.67x) and CSF-bright (> 1.5x) tissue give the
+   CSF polarity, which a tumour's oedema or cyst, a vessel or an iron-rich nucleus next to WM cannot turn around.
 
-Decision: **T1w** when asymmetry <= -0.8 (nearly nothing next to WM is brighter), darkest <= 0.8 (dark CSF) and
-brightest <= 1.15; **T2w** when asymmetry >= 0.4, brightest >= 1.4 (bright CSF) and darkest >= 0.8 (nothing next to
-WM much darker). Anything else is undecided, with the reason in the words of the tissue order: FLAIR-like (dark CSF
-but GM not darker than WM), PD-like (GM and CSF hardly brighter than WM), no head (nothing stands out of the
-background noise), no grey/white contrast (too little differs from WM next to it, or one level covers the whole
-head, as in CT). The thresholds were set on phantoms with randomised sequences, on the seed slices and on the DICOM
-T1 series, never on the real validation volumes. ``score`` is signed evidence, > 0 T1w-like, < 0 T2w-like:
-``-asymmetry - log(darkest * brightest)``.
+Decision: **T1w** when CSF is dark (darkest <= 0.8, and the CSF-bright centre at most a third of the CSF-dark one)
+and GM darker than WM (asymmetry <= -0.8, or, for 3 slices or more, a GM step <= -0.08 with asymmetry <= -0.2);
+**T2w** when CSF is bright (brightest >= 1.4, darkest >= 0.7, the CSF-dark centre at most a third of the CSF-bright
+one) and GM not darker than WM (asymmetry >= 0). Anything else is undecided, with the reason in the words of the
+tissue order: FLAIR-like (dark CSF but GM not darker than WM), PD-like (GM and CSF hardly brighter than WM), both
+polarities at the centre (a lesion, or a mixed contrast), no head (nothing stands out of the background noise), no
+grey/white contrast (too little differs from WM next to it, or one level covers the whole head, as in CT). The
+thresholds were set on phantoms with randomised sequences, the seed slices, the DICOM T1 series and the real
+development scans of ``shared/data/real-dev`` (under neutral names), never on the real validation volumes.
+``score`` is signed evidence, > 0 T1w-like, < 0 T2w-like: ``-asymmetry - log(darkest * brightest)``.
 
 Limits (measured with scripts/detection_table.py): a FLAIR whose grey matter is less than about 10 % brighter than
 white matter, seen at 2 mm or coarser, can pass for a T1w; single slices near the top of the brain, where cortex
-outweighs white matter, are often undecided.
+outweighs white matter, are often undecided; a FLAIR whose oedema fills the centre of the head as CSF fills it in a
+T2w is kept from T2w only by its dark CSF near WM (darkest).
 
-A BIDS suffix in the file name (``_T1w``, ``_T2w``, ``_FLAIR``, ...) supports but never overrides the image. It is
-reported in the evidence; when it names another contrast than the image shows the result is undecided
-("conflicting"): either may be wrong, and translating in the wrong direction is worse than asking for
-``--direction``. When the image is undecided but shows the named contrast's defining order, the name settles it:
-for ``_T2w`` grey matter brighter than white matter and bright CSF (asymmetry and brightest pass) with only the
-third test missed (something near WM much darker: real T2w show iron-rich nuclei, vessels and uneven white matter
-that the phantoms lack); for ``_T1w`` tissue next to WM darker and dark CSF, with only ``brightest`` missed; and the
-signed score must lean the named way. The name never turns the image's answer around, and never makes a FLAIR
-(no bright CSF) or a PD (GM hardly brighter) pass as T2w.
+A BIDS suffix in the file name (``_T1w``, ``_T2w``, ``_FLAIR``, ...) is reported in the evidence and can only refuse:
+when it names another contrast than the image shows the result is undecided ("conflicting"), since either may be
+wrong and translating in the wrong direction is worse than asking for ``--direction``. It never decides: an image
+the rule leaves undecided stays undecided whatever its name, so that two files with the same voxels never get
+opposite directions and a mislabelled file is not translated on its label's word. (Until the GM step and the CSF
+polarity, a ``_T1w``/``_T2w`` name settled an undecided image that showed part of the named order; with them the
+image alone reads every real T1w and T2w of the development set, which the name rule was there to rescue.)
 
 >>> from pathlib import Path
 >>> from mriganx.io import Image, ImageKind
@@ -100,9 +107,21 @@ CSF_RING_MM = 7.0
 EDGE_MM = 2.5
 # "A little" brighter or darker than WM: up to 35 % (GM in every contrast; beyond is CSF, fat or bone).
 NEAR_WM = 0.35
+# CSF-dark and CSF-bright relative to WM: beyond anything GM reaches in any contrast.
+CSF_DARK, CSF_BRIGHT = 0.67, 1.5
+# The centre of the head: deeper than this share of its largest depth (the lateral and third ventricles).
+CENTRE_DEPTH = 0.6
+# The grey-matter band: 1-2 voxels (at least 2 mm each) from dark CSF, compared with tissue 4-6 voxels from it.
+GM_BAND, FAR_BAND = (1.05, 2.05), (4.05, 6.05)
 # Decision thresholds, see the module docstring.
-T1_MAX_ASYMMETRY, T1_MAX_DARKEST, T1_MAX_BRIGHTEST = -0.8, 0.8, 1.15
-T2_MIN_ASYMMETRY, T2_MIN_BRIGHTEST, T2_MIN_DARKEST = 0.4, 1.4, 0.8
+T1_MAX_ASYMMETRY, T1_MAX_DARKEST = -0.8, 0.8
+# The second way to T1w: a GM band at least 8 % darker than the tissue deeper in (real T1w 8-15 %, real FLAIR 0-1 %,
+# phantom FLAIR volumes with GM within 5 % of WM up to 6 %), with the tissue next to WM leaning darker. Only for at
+# least this many slices: one slice holds too little dark CSF to read so small a step.
+T1_MAX_GM_STEP, T1_STEP_MAX_ASYMMETRY, STEP_MIN_SLICES = -0.08, -0.2, 3
+T2_MIN_ASYMMETRY, T2_MIN_BRIGHTEST, T2_MIN_DARKEST = 0.0, 1.4, 0.7
+# CSF polarity: the other extreme may hold at most this share of what the named one holds at the centre.
+POLARITY = 1.0 / 3.0
 # At least this share of the tissue next to WM must differ from it by more than the tolerance (GM does in T1w and
 # T2w; in CT, where soft tissues differ by 1-2 % of the signal above air, nothing does).
 MIN_CONTRAST_SHARE = 0.1
@@ -138,9 +157,36 @@ class _Measures:
     darker: float  # ... a little darker
     darkest: float
     brightest: float
+    gm_step: float | None  # median of the GM band minus median further from dark CSF; None without dark CSF
+    centre_dark: float  # share of the centre of the head that is CSF-dark
+    centre_bright: float  # ... CSF-bright
     tolerance: float
     wm_share: float
     slices: int
+
+    @property
+    def darker_grey(self) -> bool:
+        """GM darker than WM: nearly all that differs next to WM is darker, or the GM band is clearly darker."""
+        if self.asymmetry <= T1_MAX_ASYMMETRY:
+            return True
+        return (
+            self.gm_step is not None
+            and self.slices >= STEP_MIN_SLICES
+            and self.gm_step <= T1_MAX_GM_STEP
+            and self.asymmetry <= T1_STEP_MAX_ASYMMETRY
+        )
+
+    @property
+    def dark_csf(self) -> bool:
+        return self.darkest <= T1_MAX_DARKEST and self.centre_bright <= POLARITY * self.centre_dark
+
+    @property
+    def bright_csf(self) -> bool:
+        return (
+            self.brightest >= T2_MIN_BRIGHTEST
+            and self.darkest >= T2_MIN_DARKEST
+            and self.centre_dark <= POLARITY * self.centre_bright
+        )
 
 
 def name_contrast(path: str | Path) -> str | None:
@@ -163,60 +209,53 @@ def detect_contrast(image: Image, *, read_name: bool = True) -> Detection:
     file name out entirely, for a caller that weighs the name itself (:mod:`mriganx.bids`, where the BIDS suffix is
     the dataset's own claim and only a clear contradiction by the image refuses it).
     """
-    found, measures = _detect(np.asarray(image.array), np.asarray(image.affine, dtype=np.float64))
+    found = _detect(np.asarray(image.array), np.asarray(image.affine, dtype=np.float64))
     named = name_contrast(image.source) if image.source is not None and read_name else None
     if named is None:
         return found
     evidence = f"{found.evidence} (name says {named})"
     named_as = _SAME.get(named, named)
-    claimed = next((c for c, n in CONTRAST_NAMES.items() if n == named_as), None)
-    if found.contrast is None and claimed is not None and measures is not None and _shows(measures, claimed, found.score):
-        return Detection(claimed, found.score, f"{evidence}; the image shows its defining tissue order -> {CONTRAST_NAMES[claimed]}")
     if found.contrast is None or named_as == CONTRAST_NAMES[found.contrast]:
         return Detection(found.contrast, found.score, evidence, found.reason)
     reason = f"the image looks {CONTRAST_NAMES[found.contrast]} but the file name says {named}"
     return Detection(None, found.score, evidence, reason)
 
 
-def _shows(m: _Measures, contrast: str, score: float) -> bool:
-    """Whether the measures show ``contrast``'s defining order (two of its three tests) and the score leans its way:
-    enough for a file name that names it to settle an undecided image."""
-    if contrast == T2:
-        return m.asymmetry >= T2_MIN_ASYMMETRY and m.brightest >= T2_MIN_BRIGHTEST and score < 0
-    return m.asymmetry <= T1_MAX_ASYMMETRY and m.darkest <= T1_MAX_DARKEST and score > 0
-
-
-def _detect(array: np.ndarray, affine: np.ndarray) -> tuple[Detection, _Measures | None]:
+def _detect(array: np.ndarray, affine: np.ndarray) -> Detection:
     if array.size == 0 or not np.all(np.isfinite(array)):
-        return Detection(None, 0.0, "nothing measured", "the image is empty or has non-finite voxels"), None
+        return Detection(None, 0.0, "nothing measured", "the image is empty or has non-finite voxels")
     problem, m = _measure(*_planes(array, affine))
     if m is None:
-        return Detection(None, 0.0, "nothing measured", problem), None
+        return Detection(None, 0.0, "nothing measured", problem)
     score = float(-m.asymmetry - np.log(max(m.darkest, 1e-3) * max(m.brightest, 1e-3)))
+    band = "no dark CSF" if m.gm_step is None else f"{m.gm_step:+.2f}"
     evidence = (
         f"next to white matter {m.darker:.0%} of the tissue is darker, {m.brighter:.0%} brighter (asymmetry "
-        f"{m.asymmetry:+.2f}); near it the darkest 5% are {m.darkest:.2f}x WM, the brightest {m.brightest:.2f}x "
+        f"{m.asymmetry:+.2f}); near it the darkest 5% are {m.darkest:.2f}x WM, the brightest {m.brightest:.2f}x; "
+        f"GM band vs deeper {band}; centre {m.centre_dark:.0%} CSF-dark, {m.centre_bright:.0%} CSF-bright "
         f"({m.slices} slice{'s' if m.slices > 1 else ''})"
     )
-    if m.asymmetry <= T1_MAX_ASYMMETRY and m.darkest <= T1_MAX_DARKEST and m.brightest <= T1_MAX_BRIGHTEST:
-        return Detection(T1, score, f"{evidence} -> T1w"), m
-    if m.asymmetry >= T2_MIN_ASYMMETRY and m.brightest >= T2_MIN_BRIGHTEST and m.darkest >= T2_MIN_DARKEST:
-        return Detection(T2, score, f"{evidence} -> T2w"), m
-    return Detection(None, score, f"{evidence} -> undecided", _why_not(m)), m
+    if m.dark_csf and m.darker_grey:
+        return Detection(T1, score, f"{evidence} -> T1w")
+    if m.bright_csf and m.asymmetry >= T2_MIN_ASYMMETRY:
+        return Detection(T2, score, f"{evidence} -> T2w")
+    return Detection(None, score, f"{evidence} -> undecided", _why_not(m))
 
 
 def _why_not(m: _Measures) -> str:
     """Why an image with a head is neither T1w nor T2w, in the words of the tissue order."""
-    if m.darkest <= T1_MAX_DARKEST and m.asymmetry > T1_MAX_ASYMMETRY:
+    if m.dark_csf:
         return "dark CSF but grey matter not darker than white matter (FLAIR-like)"
+    if m.bright_csf:
+        return "bright CSF but tissue darker than white matter next to it (weak T2w evidence)"
+    if min(m.centre_dark, m.centre_bright) > POLARITY * max(m.centre_dark, m.centre_bright):
+        return "both CSF-dark and CSF-bright regions at the centre of the head (a lesion, or a mixed contrast)"
     if m.darkest <= T1_MAX_DARKEST:
-        return "dark CSF but tissue much brighter than white matter next to it (FLAIR-like or mixed)"
+        return "dark CSF but tissue much brighter than white matter near it (FLAIR-like or mixed)"
     if m.asymmetry >= T2_MIN_ASYMMETRY and m.brightest < T2_MIN_BRIGHTEST:
         return "grey matter and CSF hardly brighter than white matter (PD-like)"
-    if m.asymmetry <= T1_MAX_ASYMMETRY:
+    if m.darker_grey:
         return "white matter brightest but CSF not dark (weak T1w evidence)"
-    if m.brightest >= T2_MIN_BRIGHTEST:
-        return "bright CSF but tissue darker than white matter next to it (weak T2w evidence)"
     return "weak or contradictory grey/white/CSF contrast"
 
 
@@ -311,7 +350,34 @@ def _measure(stack: np.ndarray, spacing: np.ndarray, thick: float) -> tuple[str 
         return f"no grey/white contrast: only {share} of the tissue next to white matter differs from it", None
     asymmetry = (brighter - darker) / (brighter + darker)
     darkest, brightest = (float(v) for v in np.percentile(rim, [5, 95]))
-    return None, _Measures(asymmetry, brighter, darker, darkest, brightest, tolerance, wm_share, len(measured))
+    heads, depth, deepest, deep = heads[measured], depth[measured], deepest[measured], deep[measured]
+    centre = ratio[heads & (depth >= CENTRE_DEPTH * deepest)]
+    centre_dark = float((centre < CSF_DARK).mean()) if centre.size else 0.0
+    centre_bright = float((centre > CSF_BRIGHT).mean()) if centre.size else 0.0
+    measures = _Measures(
+        asymmetry, brighter, darker, darkest, brightest, _gm_step(ratio, heads, deep, spacing), centre_dark,
+        centre_bright, tolerance, wm_share, len(measured)
+    )
+    return None, measures
+
+
+def _gm_step(ratio: np.ndarray, heads: np.ndarray, deep: np.ndarray, spacing: np.ndarray) -> float | None:
+    """Where CSF is dark: the median tissue 1-2 voxels from it (mostly the cortical ribbon lining the sulci) minus
+    the median 4-6 voxels from it (mostly WM), as ratios to WM; ``None`` when too little lies in either.
+
+    Seen from dark CSF, a T1w brightens steadily through GM into WM; a FLAIR brightens into GM and then no further.
+    Unlike the tissue next to the WM region this reads GM where it lies even when GM and WM differ by less than the
+    WM tolerance (spin echo and post-contrast T1w), and bright vessels or uneven WM hardly move a median.
+    """
+    dark = (ratio < CSF_DARK) | ~heads
+    step = max(float(spacing.max()), TARGET_MM)
+    from_dark = _distance(dark, spacing, inside=False)
+    tissue = deep & ~dark
+    band = ratio[tissue & (from_dark > GM_BAND[0] * step) & (from_dark <= GM_BAND[1] * step)]
+    far = ratio[tissue & (from_dark > FAR_BAND[0] * step) & (from_dark <= FAR_BAND[1] * step)]
+    if band.size < 20 or far.size < 20:
+        return None
+    return float(np.median(band) - np.median(far))
 
 
 def _choose_slices(area: np.ndarray, thick: float) -> list[int]:
@@ -323,7 +389,12 @@ def _choose_slices(area: np.ndarray, thick: float) -> list[int]:
         top = int(np.flatnonzero(area >= 0.05 * biggest)[-1])
         below = (top - np.arange(n)) * thick
         chosen = [k for k in range(n) if BELOW_TOP_MM[0] <= below[k] <= BELOW_TOP_MM[1] and area[k] >= 0.4 * biggest]
-    if not chosen:  # a slab without the top of the head, or a single slice: the widest slices
+    if not chosen and n > 1 and thick > 0:
+        # The top of the head is cut off: it lies above the last slice, so the levels 30-85 mm below it start at most
+        # 55 mm below that slice (lower down come the orbits, skull base and cerebellum, with fat and bone).
+        below = (n - 1 - np.arange(n)) * thick
+        chosen = [k for k in range(n) if below[k] <= BELOW_TOP_MM[1] - BELOW_TOP_MM[0] and area[k] >= 0.4 * biggest]
+    if not chosen:  # a single slice, or a slab too thin for the levels: the widest slices
         chosen = [k for k in range(n) if area[k] >= 0.5 * biggest]
     if len(chosen) > MAX_SLICES:
         chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, MAX_SLICES).round().astype(int)]

@@ -53,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import math
+import warnings
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,11 @@ class ModelFile:
         if not path.is_file():
             raise MriganxError(path, "model file does not exist")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                # A file pickled with protocol > 2 (plain pickle, not torch.save) makes torch warn before it refuses
+                # or reads it; the refusal, or the file's own checks, say all that matters in one line.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is not a model we can trust
             text = str(exc)
             pickled = "weights_only" in text or "Unsupported global" in text

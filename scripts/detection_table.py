@@ -1,8 +1,9 @@
 """Score automatic contrast detection (mriganx.contrast) on every image at hand; print Markdown confusion tables.
 
-Not a test: a measurement. Images: the seed slices (43 T1w + 46 T2w PNG), the DICOM T1 series, each file of the real
-validation set (``--real``; the rule was frozen before it was first scored, see the module docstring of
-mriganx.contrast), randomised phantoms (T1w spin echo, gradient echo and MPRAGE-like, T2w, FLAIR, PD; whole head or
+Not a test: a measurement. Images: the seed slices (43 T1w + 46 T2w PNG), the DICOM T1 series, each scan of the real
+development set (``shared/data/real-dev``) and, with ``--real``, of the real validation set, both under neutral names
+so that a BIDS suffix cannot help (the rule is frozen before the validation set is scored, see the module docstring
+of mriganx.contrast), randomised phantoms (T1w spin echo, gradient echo and MPRAGE-like, T2w, FLAIR, PD; whole head or
 brain-extracted; random orientation, voxel size, noise and bias; each as a volume and as one axial slice) and images
 that are no head at all (noise, smooth blobs, a CT-like head).
 
@@ -85,20 +86,21 @@ def seed_and_dicom() -> list[str]:
     return out
 
 
-def real() -> list[str]:
-    folder = SHARED / "real-t1t2"
-    out = ["**Real validation files (scored once, after the rule was frozen)**", "",
-           "| file | truth | detected | evidence / reason |", "|---|---|---|---|"]
+def real_scans(folder: Path, title: str) -> list[str]:
+    """Each scan of ``folder`` under a neutral name (its BIDS suffix cannot help), with a confusion table."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    out = [f"**{title}**", "", "| file | truth | detected | evidence / reason |", "|---|---|---|---|"]
     for path in sorted(folder.glob("*.nii*")):
         truth = path.name.split("_")[-1].split(".")[0]
+        if truth == "mask":
+            continue
         image = load_image(path)
-        # The file names carry BIDS suffixes; score the image alone as well, so that the name cannot help it.
-        anonymous = Image(array=image.array, affine=image.affine, kind=image.kind, source=Path("image.nii.gz"))
-        alone = detect_contrast(anonymous)
-        named = detect_contrast(image)
-        out.append(f"| {path.name} | {truth} | {alone.contrast or 'undecided'} (with its name: "
-                   f"{named.contrast or 'undecided'}) | {alone.evidence}; {alone.reason or ''} |")
-    return out
+        found = detect_contrast(Image(array=image.array, affine=image.affine, kind=image.kind,
+                                      source=Path("scan.nii.gz")))
+        counts[truth if truth in ("T1w", "T2w") else "neither"][found.contrast] += 1
+        out.append(f"| {path.name} | {truth} | {found.contrast or 'undecided'} | {found.evidence}; "
+                   f"{found.reason or ''} |")
+    return out + ["", table(f"{title}: summary", dict(sorted(counts.items())))]
 
 
 def phantoms(gen, n: int, seed: int) -> list[str]:
@@ -186,14 +188,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantoms", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--real", action="store_true", help="also score the real validation files")
+    parser.add_argument("--real", action="store_true", help="also score the real validation files (once, at the end)")
     args = parser.parse_args()
     gen = generators()
     for line in seed_and_dicom():
         print(line)
     print()
+    if (SHARED / "real-dev").exists():
+        print("\n".join(real_scans(SHARED / "real-dev", "Real development scans (neutral names)")))
+        print()
     if args.real and (SHARED / "real-t1t2").exists():
-        print("\n".join(real()))
+        print("\n".join(real_scans(SHARED / "real-t1t2", "Real validation scans (neutral names, scored once)")))
         print()
     if args.phantoms > 0:
         print("\n".join(phantoms(gen, args.phantoms, args.seed)))
