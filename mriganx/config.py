@@ -113,6 +113,10 @@ class ModelConfig:
     # The generator corrects a calibrated tissue map (mriganx.networks.TissuePrior, fitted on the training data)
     # instead of drawing the translation from nothing; False = the paper's generator.
     prior: bool = False
+    # How much of the prior is plain inversion (-x) rather than reversed quantile matching, per direction
+    # (T1w -> T2w, T2w -> T1w): see mriganx.networks.fit_prior.
+    prior_blend: tuple[float, float] = (0.5, 0.5)
+    prior_smooth: float = 0.0  # Gaussian blur (sigma, pixels) of the input before the prior's map
 
     @property
     def channels(self) -> int:
@@ -202,7 +206,7 @@ class Config:
 # exhaust memory, a pad multiple of 0 divide by zero, a negative batch size train on nothing.
 _LIMITS: dict[str, tuple[float, float]] = {
     "ngf": (1, 512), "n_blocks": (0, 64), "pointwise": (0, 512), "head_kernel": (1, 15), "ndf": (1, 512),
-    "d_layers": (1, 8), "context_slices": (0, 16),
+    "d_layers": (1, 8), "context_slices": (0, 16), "prior_smooth": (0, 8),
     "lower_percentile": (0, 100), "upper_percentile": (0, 100), "pad_multiple": (1, 64), "min_head_fraction": (0, 1),
     "affine_prob": (0, 1), "in_plane_mm": (0.05, 20),
     "epochs": (0, 1e6), "epochs_decay": (0, 1e6), "steps": (1, 1e9), "batch_size": (1, 4096), "lr": (1e-12, 1.0),
@@ -226,6 +230,9 @@ def _build(kind: type, values: dict[str, Any], where: str) -> Any:
         _check_limit(getattr(built, name), name, getattr(defaults, name), where)
     if getattr(built, "head_kernel", 1) % 2 == 0:
         raise MriganxError(where, f"head_kernel must be odd, got {built.head_kernel}")
+    blend = getattr(built, "prior_blend", (0.0, 0.0))
+    if len(blend) != 2 or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in blend):
+        raise MriganxError(where, f"prior_blend must be two numbers from 0 to 1 (T1w->T2w, T2w->T1w), got {blend!r}")
     return built
 
 

@@ -59,7 +59,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-PRIOR_KNOTS = 17  # knots of a TissuePrior: quantiles 0.5 %, ..., 99.5 % of the training images' brain intensities
+PRIOR_KNOTS = 17  # knots of a TissuePrior: no signal, then 16 quantiles (0.5 % .. 99.5 %) of the brain intensities
 
 
 class TissuePrior(nn.Module):
@@ -75,11 +75,20 @@ class TissuePrior(nn.Module):
     [1.0, 0.5, -0.25]
     """
 
-    def __init__(self, knots: int = PRIOR_KNOTS) -> None:
+    def __init__(self, knots: int = PRIOR_KNOTS, smooth: float = 0.0) -> None:
         super().__init__()
         # The identity until set_knots is called (a model built to load weights into gets them from the file).
         self.register_buffer("x", torch.linspace(-1.0, 1.0, knots))
         self.y = nn.Parameter(torch.linspace(-1.0, 1.0, knots))
+        # Optional fixed Gaussian blur (sigma in pixels) of the input before the map: the expected other contrast
+        # of a voxel does not carry this scan's noise, and the reversed map would otherwise stretch it.
+        self.blur = None
+        if smooth > 0:
+            radius = max(1, round(3 * smooth))
+            taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / smooth) ** 2)
+            self.blur = nn.Conv2d(1, 1, 2 * radius + 1, padding=radius, padding_mode="reflect", bias=False)
+            self.blur.weight.data.copy_((taps[:, None] * taps[None, :] / taps.sum() ** 2)[None, None])
+            self.blur.weight.requires_grad_(False)
 
     @torch.no_grad()
     def set_knots(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -87,6 +96,9 @@ class TissuePrior(nn.Module):
         self.y.copy_(y)
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
+        if self.blur is not None:
+            n, c = values.shape[:2]
+            values = self.blur(values.reshape(n * c, 1, *values.shape[2:])).reshape(values.shape)
         slopes = (self.y[1:] - self.y[:-1]) / (self.x[1:] - self.x[:-1]).clamp_min(1e-6)
         out = self.y[0] + torch.zeros_like(values)
         for i in range(slopes.shape[0]):  # each segment adds its rise up to where the value lies
@@ -99,19 +111,19 @@ def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5) ->
 
     T1w and T2w order the tissues the other way round (CSF is the darkest T1w tissue and the brightest T2w one), so
     the map sends the source's q-quantile to the target's (1 - q)-quantile: reversed quantile matching, which needs
-    no pairs. It is blended with plain inversion (``-x``), which keeps more of the input's local contrast; on the
-    real development pairs the blend beat either alone (docs/results.md, the ablation table).
+    no pairs. It is blended with plain inversion (``-x``), which keeps more of the input's local contrast. The first
+    knot pins no signal to no signal (-1 -> -1): air and bone are dark in every contrast, so what is darker than any
+    brain tissue ramps down to background instead of becoming the brightest tissue of the other contrast.
 
-    >>> x, y = fit_prior(torch.linspace(-1, 1, 101), torch.linspace(-1, 1, 101) ** 3, blend=0.0)
-    >>> round(float(y[0]), 3) > round(float(y[-1]), 3)
-    True
+    >>> x, y = fit_prior(torch.linspace(-0.5, 1, 101), torch.linspace(-0.5, 1, 101) ** 3, blend=0.0)
+    >>> float(y[0]), float(y[1]) > float(y[-1])
+    (-1.0, True)
     """
-    q = torch.linspace(0.005, 0.995, PRIOR_KNOTS)
-    x = torch.quantile(source.float(), q)
-    x = torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS) * 1e-4)  # strictly increasing, even with tied quantiles
-    x = torch.cummax(x, 0).values
+    q = torch.linspace(0.005, 0.995, PRIOR_KNOTS - 1)
+    x = torch.quantile(source.float(), q).clamp_min(-1.0 + 1e-3)
+    x = torch.cummax(torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS - 1) * 1e-4), 0).values  # strictly increasing
     y = blend * -x + (1 - blend) * torch.quantile(target.float(), 1 - q)
-    return x, y
+    return torch.cat([torch.tensor([-1.0]), x]), torch.cat([torch.tensor([-1.0]), y])
 
 
 class ResnetGenerator(nn.Module):
@@ -121,12 +133,12 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
-                 pointwise: int = 0, head_kernel: int = 7, prior: bool = False) -> None:
+                 pointwise: int = 0, head_kernel: int = 7, prior: bool = False, prior_smooth: float = 0.0) -> None:
         super().__init__()
         # With a prior the network learns a correction to a calibrated tissue map instead of the whole image: at the
         # start (last layers zero) it *is* that map, so training begins from an answer that already has the tissues
         # in the right order rather than from noise that must first discover the contrast inversion.
-        self.prior = TissuePrior() if prior else None
+        self.prior = TissuePrior(smooth=prior_smooth) if prior else None
         # Optional per-pixel intensity path (1x1 convolutions, no normalisation) added before the tanh. Instance norm
         # makes the ResNet path see only relative intensities; this path can learn a lookup table of absolute ones
         # at once, which is most of a T1w <-> T2w translation, and leaves the ResNet path the spatial corrections.
@@ -199,7 +211,7 @@ def build_generator(config: ModelConfig) -> nn.Module:
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
-            head_kernel=config.head_kernel, prior=config.prior,
+            head_kernel=config.head_kernel, prior=config.prior, prior_smooth=config.prior_smooth,
         ))
     raise ValueError(f"unknown generator {config.generator}")
 

@@ -205,7 +205,8 @@ class CycleGAN:
 
     def fit_priors(self, t1: torch.Tensor, t2: torch.Tensor) -> None:
         """Set both generators' tissue priors (and their weight averages') from brain intensities of each contrast."""
-        knots = {"g_t1_t2": fit_prior(t1, t2), "g_t2_t1": fit_prior(t2, t1)}
+        blend = self.config.model.prior_blend
+        knots = {"g_t1_t2": fit_prior(t1, t2, blend[0]), "g_t2_t1": fit_prior(t2, t1, blend[1])}
         for name, (x, y) in knots.items():
             getattr(self.generators, name).prior.set_knots(x.to(self.device), y.to(self.device))
             if name in self.ema:

@@ -39,3 +39,11 @@ def test_bad_configs_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(MriganxError, match="batchsize"):
         load_config(bad)
     assert isinstance(Config.from_dict({}), Config)
+
+
+@pytest.mark.parametrize("blend", ["[0.5]", "[0.5, 1.5]", "[-0.1, 0.5]"])
+def test_a_prior_blend_outside_0_1_or_not_two_numbers_is_refused(tmp_path: Path, blend: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"model:\n  prior: true\n  prior_blend: {blend}\n")
+    with pytest.raises(MriganxError, match="prior_blend must be two numbers"):
+        load_config(bad)
