@@ -163,7 +163,7 @@ def test_a_length_in_steps_and_one_in_epochs_are_refused_together(phantom_dirs: 
     base = ["train", "--t1-dir", str(phantom_dirs["t1"]), "--t2-dir", str(phantom_dirs["t2"]), "--out", str(tmp_path / "run")]
     assert_one_line_error(CliRunner().invoke(app, [*base, "--steps", "10", "--epochs", "2"]), "--steps 10", "one way")
     assert_one_line_error(CliRunner().invoke(app, [*base, "--config", "shipped", "--epochs-decay", "2"]),
-                          "train.steps 1800")
+                          f"train.steps {load_config('shipped').train.steps}")
     assert not (tmp_path / "run").exists()
 
 
