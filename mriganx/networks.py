@@ -82,13 +82,10 @@ class TissuePrior(nn.Module):
         self.y = nn.Parameter(torch.linspace(-1.0, 1.0, knots))
         # Optional fixed Gaussian blur (sigma in pixels) of the input before the map: the expected other contrast
         # of a voxel does not carry this scan's noise, and the reversed map would otherwise stretch it.
-        self.blur = None
-        if smooth > 0:
-            radius = max(1, round(3 * smooth))
-            taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / smooth) ** 2)
-            self.blur = nn.Conv2d(1, 1, 2 * radius + 1, padding=radius, padding_mode="reflect", bias=False)
-            self.blur.weight.data.copy_((taps[:, None] * taps[None, :] / taps.sum() ** 2)[None, None])
-            self.blur.weight.requires_grad_(False)
+        # A buffer, not a convolution layer: weight initialisation and the optimiser must leave it alone.
+        radius = max(1, round(3 * smooth)) if smooth > 0 else 0
+        taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / max(smooth, 1e-6)) ** 2)
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / taps.sum() ** 2)[None, None])
 
     @torch.no_grad()
     def set_knots(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -96,9 +93,11 @@ class TissuePrior(nn.Module):
         self.y.copy_(y)
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        if self.blur is not None:
+        if self.kernel.shape[-1] > 1:
             n, c = values.shape[:2]
-            values = self.blur(values.reshape(n * c, 1, *values.shape[2:])).reshape(values.shape)
+            radius = self.kernel.shape[-1] // 2
+            flat = torch.nn.functional.pad(values.reshape(n * c, 1, values.shape[2], values.shape[3]), [radius, radius, radius, radius], mode="reflect")
+            values = torch.nn.functional.conv2d(flat, self.kernel).reshape(values.shape)
         slopes = (self.y[1:] - self.y[:-1]) / (self.x[1:] - self.x[:-1]).clamp_min(1e-6)
         out = self.y[0] + torch.zeros_like(values)
         for i in range(slopes.shape[0]):  # each segment adds its rise up to where the value lies
