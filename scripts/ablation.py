@@ -3,6 +3,7 @@ score them with the shared scorer.
 
     python scripts/ablation.py ROW_NAME --data real --set model.prior=true --set train.steps=600
     python scripts/ablation.py ROW_NAME --data real --set model.prior=true --set train.max_steps=0   # the prior alone
+    python scripts/ablation.py shipped --model default                     # score a trained model, no training
 
 ``--data`` names the unpaired training folders (built from links, nothing copied):
 
@@ -31,6 +32,7 @@ import yaml
 from mriganx.config import Direction, load_config, override
 from mriganx.inference import Translator
 from mriganx.io import load_image, save_like
+from mriganx.modelfile import resolve
 from mriganx.training import Trainer
 from train_default_model import TRAINING_SCANS  # the shipped recipe's scans: one list for both scripts
 
@@ -90,9 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="shipped")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
+    parser.add_argument("--model", default=None, help="score this model file (or shipped model name) instead of training")
     args = parser.parse_args(argv)
     if not DEV.is_dir():
         raise SystemExit(f"{DEV}: the real development scans are not there")
+    if args.model:
+        run = args.out / args.row
+        run.mkdir(parents=True, exist_ok=True)
+        row = {"row": args.row, "model": args.model, "scores": score_dev(resolve(args.model), run),
+               "command": "python scripts/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
+        return record(row, args.out)
     values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = override(load_config(args.config), values)
     run = args.out / args.row
@@ -104,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     row = {"row": args.row, "data": args.data, "config": args.config, "set": values, "steps": result.steps,
            "train_seconds": round(seconds), "scores": scores,
            "command": "python scripts/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
-    with (args.out / "rows.jsonl").open("a") as rows:
+    return record(row, args.out)
+
+
+def record(row: dict, out: Path) -> int:
+    with (out / "rows.jsonl").open("a") as rows:
         rows.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=1))
     return 0

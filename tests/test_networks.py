@@ -110,3 +110,13 @@ def test_a_generator_with_a_prior_starts_as_its_prior() -> None:
     # ... and it can learn away from it: the last layers get gradients.
     g(x).sum().backward()
     assert g.model[-1].conv.weight.grad.abs().sum() > 0
+
+
+def test_the_prior_blur_keeps_flat_regions_and_survives_weight_initialisation() -> None:
+    prior = TissuePrior(smooth=1.0)
+    init_weights(prior)  # the blur is a fixed buffer: the CycleGAN initialisation must not re-draw it
+    prior.set_knots(torch.linspace(-1, 1, PRIOR_KNOTS), -torch.linspace(-1, 1, PRIOR_KNOTS))
+    flat = torch.full((1, 1, 12, 12), 0.3)
+    assert torch.allclose(prior(flat), -flat, atol=1e-6)
+    noisy = flat + 0.2 * torch.randn(1, 1, 12, 12)
+    assert prior(noisy).std() < 0.5 * noisy.std()  # the noise is smoothed before the map
