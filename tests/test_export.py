@@ -288,7 +288,8 @@ def test_export_is_whole_or_nothing(smoke_model: Path, tmp_path: Path, monkeypat
 
 
 def test_export_refuses_a_bad_model(tmp_path: Path) -> None:
-    bad = tmp_path / "model.pt"
+    (tmp_path / "run").mkdir()
+    bad = tmp_path / "run" / "model.pt"
     bad.write_bytes(b"not a model")
     assert_one_line_error(runner.invoke(app, ["export", str(bad), "-o", str(tmp_path / "out")]), str(bad))
     assert not (tmp_path / "out").exists()
