@@ -38,7 +38,7 @@ import torch
 from mriganx.config import CONTRAST_NAMES, Direction, OutputFormat
 from mriganx.errors import MriganxError
 from mriganx.contrast import detect_contrast
-from mriganx.dicom import save_dicom_series
+from mriganx.dicom import check_series_out, save_dicom_series
 from mriganx.inference import Translator
 from mriganx.io import (
     DICOM_FOLDER_SUFFIX, Image, ImageKind, find_images, image_kind, image_stem, is_nifti_name, is_translation, is_within,
@@ -199,6 +199,8 @@ def convert_one(translator: Translator, source: Path, *, direction: Direction | 
         raise MriganxError(source, f"--output-format {output_format.value} writes a DICOM series, which needs a DICOM "
                                    "input (a series folder or file); use --output-format nifti")
     image = load_image(source, series if source.is_dir() else None)
+    if output_format.dicom:  # an input the series cannot be written for is refused before any translation
+        check_series_out(image)
     direction, note = choose_direction(image, direction)
     target = target_path(source, direction, output, single)
     dicom_target = sibling(target, "", ImageKind.DICOM)

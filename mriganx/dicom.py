@@ -27,14 +27,54 @@ whose DICOM files form no readable series is refused as corrupt or truncated.
 What the writer sets (:func:`save_dicom_series`)
 ------------------------------------------------
 A DICOM input's translation, written as a new series in a folder, one file per slice, in the original's study:
-new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY``, SeriesNumber original + 1000, a
+new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY\\OTHER``, SeriesNumber original + 1000, a
 SeriesDescription and DerivationDescription that say it is synthetic, the patient, study and frame of reference of
 the original, and on each slice its own input slice's geometry (ImagePositionPatient, ImageOrientationPatient,
 PixelSpacing, SliceThickness, copied as written; the slice found from its position on the volume's grid, not from
 file order), InstanceNumber and a SourceImageSequence naming it. Acquisition parameters, windows, icons and private
 tags are not copied. Pixels are uint16 with one RescaleSlope/Intercept for the series (:func:`dicom_rescale`), so
-the float values come back within half a rescale step. The series is written only for one file per slice (not for
-a multi-frame file), whole into a temporary folder and then renamed (:func:`mriganx.io.atomic_folder`).
+the float values come back within half a rescale step. The series is written whole into a temporary folder and then
+renamed (:func:`mriganx.io.atomic_folder`).
+
+What the series always holds, whatever the input lacks
+------------------------------------------------------
+Every file is an MR Image (MR Image Storage, Explicit VR Little Endian, whatever the input's SOP class or transfer
+syntax: implicit VR, big endian, deflated, RLE, JPEG; signed or unsigned pixels) carrying every Type 1 and Type 2
+attribute of the modules it claims: Patient, General Study, General Series, Frame of Reference, General Equipment,
+General Image, Image Plane, Image Pixel, MR Image, SOP Common. ``dciodvfy`` (dicom3tools) finds no error in it; it
+warns only that RescaleSlope/Intercept are not in the MR IOD, which they carry so that the translation's values
+come back (as many scanners write them). Where the input lacks something, a user gets what the input says and no
+more:
+
+- **A UID the series must have and the input has none of**: StudyInstanceUID or FrameOfReferenceUID missing on
+  every slice get one fresh UID (:func:`pydicom.uid.generate_uid`) for the whole new series: it becomes a study (a
+  frame) of its own, since there is none to join. A value on some slices and not others is the series' value for
+  all of them. Series and SOP Instance UIDs are always new. UIDs present are copied as written, so that the series
+  joins its study.
+- **Type 2 attributes the input lacks** (PatientName, PatientID, PatientBirthDate, PatientSex, StudyDate, StudyTime,
+  ReferringPhysicianName, StudyID, AccessionNumber, PatientPosition, Laterality, PositionReferenceIndicator,
+  SliceThickness, MRAcquisitionType) are written empty, which in DICOM means unknown; nothing is invented.
+- Modality is ``MR`` (a secondary capture's ``OT`` too: the file is an MR image); a missing SeriesNumber counts as 0.
+- **InstanceNumber** is the input slice's where every slice has one and no two share it; otherwise (missing,
+  repeated) the slices are numbered 1, 2, ... along the slice normal.
+- **SourceImageSequence** names each input slice by its SOP Class and Instance UIDs (from the file meta information
+  where the data set lacks them); a slice without them is not referenced (the sequence is optional, an item without
+  them is not).
+- **Lossy compression** in the input's history is kept: LossyImageCompression, its ratio and method are copied,
+  and a lossy transfer syntax (JPEG baseline or extended, JPEG-LS near-lossless) sets ``01``: the translation was
+  computed from pixels that compression changed.
+
+What is refused, in one line naming the file and what it lacks, before any translation (:func:`check_series_out`,
+which ``mriganx convert --output-format dicom|both`` calls right after reading the input):
+
+- a slice without ImagePositionPatient or ImageOrientationPatient (a lone slice is read without them, onto a
+  nominal grid, but an MR image must say where it lies and a made-up place would misplace the translation in a
+  viewer): write NIfTI instead;
+- a multi-frame file (Enhanced MR, or frames stacked in one file): the series is written one file per slice, from
+  one file per slice;
+- slices that name different studies, frames of reference or patients (StudyInstanceUID, FrameOfReferenceUID,
+  PatientID): a series belongs to one of each, and picking one would file the translation under the wrong one;
+- slices that do not lie on the volume's grid.
 
 >>> from pydicom.data import get_testdata_file
 >>> from mriganx.io import load_image
@@ -45,6 +85,7 @@ a multi-frame file), whole into a temporary folder and then renamed (:func:`mrig
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -217,25 +258,103 @@ def dicom_rescale(array: np.ndarray) -> tuple[float, float]:
     return slope, intercept
 
 
-def _slice_order(like: Image) -> list[tuple[int, pydicom.Dataset]]:
-    """Each source file's header with the slice ``k`` of ``like.array`` it holds, found from its position on the
-    volume's grid (not from file order), so that every output slice carries its own input slice's geometry."""
+# Type 2 attributes of the MR Image IOD's modules (PS3.3 A.4) whose values only the input can know: written empty
+# (DICOM's "unknown") where it has none, never invented. PatientPosition and Laterality are 2C, required of MR images.
+_DICOM_TYPE2 = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",  # Patient
+    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",  # General Study
+    "PatientPosition", "Laterality",  # General Series
+    "PositionReferenceIndicator",  # Frame of Reference
+    "SliceThickness",  # Image Plane
+    "MRAcquisitionType",  # MR Image
+)
+# Where the pixels were once lossy-compressed, a derived image says so too (PS3.3 C.7.6.1.1.5).
+_LOSSY_KEPT = ("LossyImageCompression", "LossyImageCompressionRatio", "LossyImageCompressionMethod")
+_LOSSY_SYNTAXES = {
+    pydicom.uid.JPEGBaseline8Bit: "ISO_10918_1", pydicom.uid.JPEGExtended12Bit: "ISO_10918_1",
+    pydicom.uid.JPEGLSNearLossless: "ISO_14495_1",
+}
+# Without these an MR image does not say where it lies (Image Plane module, Type 1).
+_PLACEMENT = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
+# Series-level values every slice must share: a series belongs to one patient, study and frame of reference.
+_SHARED = ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SeriesPlan:
+    """What the writer takes from the input, checked before any translation (:func:`check_series_out`)."""
+
+    slices: list[tuple[int, pydicom.Dataset]]  # (slice k of the volume, that slice's input header), in k order
+    study_uid: str
+    frame_uid: str
+    instance_numbers: list[int]
+
+
+def _meta_or_own(header: pydicom.Dataset, keyword: str, meta_keyword: str) -> str:
+    """A UID from the data set, else from its file meta information, else empty."""
+    meta = getattr(header, "file_meta", None) or pydicom.Dataset()
+    return str(header.get(keyword) or meta.get(meta_keyword) or "")
+
+
+def _values(header: pydicom.Dataset, keyword: str) -> list[object]:
+    """An attribute's values as a list: none where it is missing or empty, one where it holds a single value (a
+    hostile file may hold one number where three belong)."""
+    value = header.get(keyword)
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, pydicom.multival.MultiValue) else [value]
+
+
+def _plan_series(like: Image) -> _SeriesPlan:
+    if like.kind is not ImageKind.DICOM or not like.files:
+        raise MriganxError(like.source, "a DICOM series can be written only for a DICOM input (it takes the patient, "
+                                        "study and slice geometry from it); write NIfTI instead")
+    headers = [(file, pydicom.dcmread(file, stop_before_pixels=True)) for file in like.files]
     depth = like.array.shape[2]
-    if len(like.files) != depth:
-        raise MriganxError(like.source, f"{len(like.files)} DICOM file(s) hold {depth} slices (multi-frame?); "
+    for file, header in headers:
+        frames = int(header.get("NumberOfFrames") or 1)
+        if frames > 1:
+            raise MriganxError(file, f"holds {frames} frames in one file (multi-frame, such as Enhanced MR); a DICOM "
+                                     "series is written from one file per slice only: write NIfTI instead "
+                                     "(--output-format nifti)")
+    if len(headers) != depth:
+        raise MriganxError(like.source, f"{len(headers)} DICOM file(s) hold {depth} slices (multi-frame?); "
                                         "a DICOM series is written for one file per slice only")
+    for file, header in headers:
+        for keyword, count in _PLACEMENT.items():
+            if len(_values(header, keyword)) != count:
+                raise MriganxError(file, f"has no {keyword}; an MR image must say where it lies, and a made-up place "
+                                         "would misplace the translation: write NIfTI instead (--output-format nifti)")
+    shared = {}
+    for keyword in _SHARED:
+        values = {str(header.get(keyword)) for _, header in headers if header.get(keyword)}
+        if len(values) > 1:
+            raise MriganxError(like.source, f"slices name {len(values)} different {keyword}s; a series belongs to one, "
+                                            "and picking one would file the translation wrongly: split them")
+        shared[keyword] = next(iter(values), "")
+    # Each slice k of the volume from its position on the grid (not file order), so every output slice carries its
+    # own input slice's geometry.
     to_voxel = np.linalg.inv(LPS_TO_RAS @ like.affine)
     ordered: dict[int, pydicom.Dataset] = {}
-    for file in like.files:
-        header = pydicom.dcmread(file, stop_before_pixels=True)
-        if len(header.get("ImagePositionPatient") or []) != 3:
-            raise MriganxError(file, "has no ImagePositionPatient; a DICOM series cannot be placed without it")
+    for file, header in headers:
         voxel = to_voxel @ np.append(np.asarray(header.ImagePositionPatient, dtype=np.float64), 1.0)
         k = int(np.rint(voxel[2]))
         if np.abs(voxel[:3] - [0, 0, k]).max() > 1e-2 or not 0 <= k < depth or k in ordered:
             raise MriganxError(file, "this slice does not lie on the volume's grid; cannot write a DICOM series for it")
         ordered[k] = header
-    return sorted(ordered.items(), key=lambda item: item[0])
+    slices = sorted(ordered.items(), key=lambda item: item[0])
+    numbers = [int(header.get("InstanceNumber") or 0) for _, header in slices]
+    if 0 in numbers or len(set(numbers)) != len(numbers):  # missing or repeated: viewers would sort them wrongly
+        numbers = list(range(1, len(slices) + 1))
+    return _SeriesPlan(slices, shared["StudyInstanceUID"] or pydicom.uid.generate_uid(),
+                       shared["FrameOfReferenceUID"] or pydicom.uid.generate_uid(), numbers)
+
+
+def check_series_out(like: Image) -> None:
+    """Refuse, in one line naming the file and what it lacks, a DICOM input whose translation cannot be written as
+    a valid DICOM series (see the module docstring): called before translating, so that nothing is computed, or
+    written, for an output that would be refused at the end. :func:`save_dicom_series` checks the same."""
+    _plan_series(like)
 
 
 def written_series(folder: Path) -> bool:
@@ -268,58 +387,67 @@ def save_dicom_series(array: np.ndarray, like: Image, folder: str | Path, *, des
     """Write ``array`` (on the grid of ``like``, a DICOM image) as a new DICOM series in ``folder``, one file per
     slice (``slice-0001.dcm`` ...), so that a PACS viewer shows it next to the original; returns ``folder``.
 
-    Each file is an MR image with new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY``, SeriesDescription
-    ``"<description> from <original SeriesDescription>"`` (64 characters at most), SeriesNumber original + 1000, the
-    patient, study and frame of reference of the original, its own input slice's ImagePositionPatient,
-    ImageOrientationPatient, PixelSpacing and SliceThickness (copied as written) and InstanceNumber, and a
-    SourceImageSequence naming that input slice. Pixels are uint16 with one RescaleSlope/Intercept for the series
-    (:func:`dicom_rescale`): the float values come back within half a rescale step. WindowCenter/Width span
-    ``window`` (default: the minimum to the 99.5th percentile). The folder is written whole or not at all
-    (:func:`atomic_folder`); with ``overwrite`` an existing folder is replaced only if it is a series mriganx wrote
-    (:func:`written_series`). Example: ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
+    Each file is an MR image with new Series and SOP Instance UIDs, ImageType ``DERIVED\\SECONDARY\\OTHER``,
+    SeriesDescription ``"<description> from <original SeriesDescription>"`` (64 characters at most), SeriesNumber
+    original + 1000, the patient, study and frame of reference of the original, its own input slice's
+    ImagePositionPatient, ImageOrientationPatient, PixelSpacing and SliceThickness (copied as written) and
+    InstanceNumber, and a SourceImageSequence naming that input slice; what it holds where the input lacks any of
+    these, and what it refuses before any file is written (:func:`check_series_out`), is in the module docstring.
+    Pixels are uint16 with one RescaleSlope/Intercept for the series (:func:`dicom_rescale`): the float values come
+    back within half a rescale step. WindowCenter/Width span ``window`` (default: the minimum to the 99.5th
+    percentile). The folder is written whole or not at all (:func:`atomic_folder`); with ``overwrite`` an existing
+    folder is replaced only if it is a series mriganx wrote (:func:`written_series`). Example:
+    ``save_dicom_series(t2, load_image("series"), "out/series_t2_dicom",
     description="mriganx synthetic T2w")``.
     """
     folder = Path(folder)
-    if like.kind is not ImageKind.DICOM or not like.files:
-        raise MriganxError(like.source, "a DICOM series can be written only for a DICOM input (it takes the patient, "
-                                        "study and slice geometry from it); write NIfTI instead")
+    plan = _plan_series(like)
     if array.shape != like.array.shape:
         raise ValueError(f"array shape {array.shape} differs from the input grid {like.array.shape}")
     if overwrite and (folder.exists() or folder.is_symlink()) and not written_series(folder):
         raise MriganxError(folder, "holds files other than a DICOM series mriganx wrote; refusing to replace it")
-    slices = _slice_order(like)
     values = np.asarray(array, dtype=np.float64)
     slope, intercept = dicom_rescale(values)
     stored = np.clip(np.rint((values - intercept) / slope), 0, np.iinfo(np.uint16).max).astype(np.uint16)
     low, high = window if window is not None else (float(values.min()), float(np.percentile(values, 99.5)))
     width = max(high - low, slope)
     series_uid = pydicom.uid.generate_uid()
-    first = slices[0][1]
+    first = plan.slices[0][1]
     original_number = int(first.get("SeriesNumber") or 0)
+    original_uid = str(first.get("SeriesInstanceUID") or "no SeriesInstanceUID")
     original_description = str(first.get("SeriesDescription", "")).strip()
     date, clock = _dicom_now()
     series_description = (f"{description} from {original_description}" if original_description else description)[:64]
-    digits = max(4, len(str(len(slices))))
+    digits = max(4, len(str(len(plan.slices))))
     with atomic_folder(folder, overwrite, protect=like.files) as temporary:
-        for k, source in slices:
+        for (k, source), number in zip(plan.slices, plan.instance_numbers):
             ds = pydicom.Dataset()
             for element in source:
-                if element.tag.group in (0x0010, 0x0012) or element.keyword in _DICOM_KEPT:
+                if element.tag.group in (0x0010, 0x0012) or element.keyword in (*_DICOM_KEPT, *_LOSSY_KEPT):
                     ds.add(element)
+            for keyword in _DICOM_TYPE2:
+                if keyword not in ds:
+                    setattr(ds, keyword, None)
+            ds.StudyInstanceUID, ds.FrameOfReferenceUID = plan.study_uid, plan.frame_uid
+            syntax = getattr(source, "file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
+            if syntax in _LOSSY_SYNTAXES and ds.get("LossyImageCompression") != "01":
+                ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", _LOSSY_SYNTAXES[syntax]
             ds.SOPClassUID = pydicom.uid.MRImageStorage
             ds.SOPInstanceUID = pydicom.uid.generate_uid()
             ds.SeriesInstanceUID = series_uid
             ds.SeriesNumber = original_number + DICOM_SERIES_NUMBER_OFFSET
-            ds.InstanceNumber = int(source.get("InstanceNumber") or k + 1)  # as the original: viewers sync by it
+            ds.InstanceNumber = number  # as the original where it can be: viewers sync by it
             ds.SeriesDescription = series_description
-            ds.ImageType = ["DERIVED", "SECONDARY"]
+            ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]  # MR images need a third value; OTHER: none of the maps
             ds.DerivationDescription = (f"{description}: computed by mriganx {__version__} from series "
-                                        f"{original_number} ({first.SeriesInstanceUID}); not a measured image")[:1024]
+                                        f"{original_number} ({original_uid}); not a measured image")[:1024]
             ds.ImageComments = "SYNTHETIC image (mriganx), not a measured image"
-            reference = pydicom.Dataset()
-            reference.ReferencedSOPClassUID = source.SOPClassUID
-            reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-            ds.SourceImageSequence = [reference]
+            source_class = _meta_or_own(source, "SOPClassUID", "MediaStorageSOPClassUID")
+            source_instance = _meta_or_own(source, "SOPInstanceUID", "MediaStorageSOPInstanceUID")
+            if source_class and source_instance:  # an item must name both; the sequence itself is optional
+                reference = pydicom.Dataset()
+                reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = source_class, source_instance
+                ds.SourceImageSequence = [reference]
             ds.Modality = "MR"
             ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = OWN_MARK, OWN_MARK, __version__
             ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = date
