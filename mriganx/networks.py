@@ -59,7 +59,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-PRIOR_KNOTS = 17  # knots of a TissuePrior: no signal, then 16 quantiles (0.5 % .. 99.5 %) of the brain intensities
+PRIOR_KNOTS = 17  # knots of a TissuePrior: no signal, a noise floor, 15 quantiles (2 % .. 99.5 %) of the brain
 
 
 class TissuePrior(nn.Module):
@@ -110,19 +110,22 @@ def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5) ->
 
     T1w and T2w order the tissues the other way round (CSF is the darkest T1w tissue and the brightest T2w one), so
     the map sends the source's q-quantile to the target's (1 - q)-quantile: reversed quantile matching, which needs
-    no pairs. It is blended with plain inversion (``-x``), which keeps more of the input's local contrast. The first
-    knot pins no signal to no signal (-1 -> -1): air and bone are dark in every contrast, so what is darker than any
-    brain tissue ramps down to background instead of becoming the brightest tissue of the other contrast.
+    no pairs. It is blended with plain inversion (``-x``), which keeps more of the input's local contrast.
+
+    Below the brain's darkest tissue (its 2 % quantile) lie air, bone and noise, dark in every contrast: the lower
+    half of that gap maps to background (-1) and the upper half ramps up to the darkest tissue's value, instead of
+    the other contrast's brightest tissue painting a haze into the air or over the skull.
 
     >>> x, y = fit_prior(torch.linspace(-0.5, 1, 101), torch.linspace(-0.5, 1, 101) ** 3, blend=0.0)
-    >>> float(y[0]), float(y[1]) > float(y[-1])
-    (-1.0, True)
+    >>> float(y[0]), float(y[1]), float(y[2]) > float(y[-1])
+    (-1.0, -1.0, True)
     """
-    q = torch.linspace(0.005, 0.995, PRIOR_KNOTS - 1)
-    x = torch.quantile(source.float(), q).clamp_min(-1.0 + 1e-3)
-    x = torch.cummax(torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS - 1) * 1e-4), 0).values  # strictly increasing
+    q = torch.linspace(0.02, 0.995, PRIOR_KNOTS - 2)
+    x = torch.quantile(source.float(), q).clamp_min(-1.0 + 2e-3)
+    x = torch.cummax(torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS - 2) * 1e-4), 0).values  # strictly increasing
     y = blend * -x + (1 - blend) * torch.quantile(target.float(), 1 - q)
-    return torch.cat([torch.tensor([-1.0]), x]), torch.cat([torch.tensor([-1.0]), y])
+    floor = (x[:1] - 1.0) / 2  # halfway between no signal and the darkest brain tissue
+    return torch.cat([torch.tensor([-1.0]), floor, x]), torch.cat([torch.tensor([-1.0, -1.0]), y])
 
 
 class ResnetGenerator(nn.Module):
