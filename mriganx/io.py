@@ -534,15 +534,8 @@ def atomic_output(path: str | Path, overwrite: bool = False, protect: tuple[Path
     def discard() -> None:
         temporary.unlink(missing_ok=True)
 
-    try:
-        yield temporary
-    except OSError as exc:
-        discard()
-        raise MriganxError(path, f"writing failed, nothing was written ({exc.strerror or exc})") from None
-    except BaseException:
-        discard()
-        raise
-    _finish(commit, discard)
+    with _guarded(path, temporary, commit, discard) as written:
+        yield written
 
 
 @contextlib.contextmanager
@@ -592,6 +585,14 @@ def atomic_folder(path: str | Path, overwrite: bool = False, protect: tuple[Path
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
 
+    with _guarded(path, temporary, commit, discard) as written:
+        yield written
+
+
+@contextlib.contextmanager
+def _guarded(path: Path, temporary: Path, commit: _Commit, discard: Callable[[], None]) -> Iterator[Path]:
+    """The body of both atomic writers: hand out the temporary, discard it if the caller fails (an OS error becomes
+    the one-line error), commit it if not."""
     try:
         yield temporary
     except OSError as exc:
