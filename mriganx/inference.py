@@ -161,8 +161,9 @@ class Translator:
         score = None
         if confidence:
             score = view.to_grid(self.confidence_slices(x, m, out, direction, batch_size)[:, 0].numpy())
-        mask = view.to_grid(view.masks, mode="nearest")
-        # Resampled back to the input's grid, background stays background there too.
+        # Resampled back to the input's grid, background stays background there too, and a voxel where the input has
+        # no signal at all (outside a brain-extracted scan) gets none: resampling must not paint a rim around it.
+        mask = view.to_grid(view.masks, mode="nearest") & (image.array > view.range.low)
         values = np.where(mask, view.to_grid(denormalise(out[:, 0].numpy(), target_range)), np.float32(target_range.low))
         return Translation(
             array=values,

@@ -12,9 +12,9 @@ For each scan, translated in the direction its name states (``--direction`` give
   white matter follows from the input's contrast (T1w: dark CSF, bright white matter; T2w the reverse). The median
   translated value of each class must order them as the target contrast does: a synthetic T2w CSF > GM > WM, a
   synthetic T1w WM > GM > CSF.
-- **background**: the largest translated value outside the input's head mask, as a fraction of the translation's
-  99.5th percentile (0 = dark air everywhere, nothing painted outside the input's signal); and for brain-extracted
-  inputs the same outside the input's non-zero voxels (no rim or skull painted on).
+- **background**: the percentage of voxels outside the input's head mask (air) that the translation makes brighter
+  than a tenth of its own 99.5th percentile (0 = dark air everywhere: no haze, no blocks); and for brain-extracted
+  inputs the same outside the input's non-zero voxels (0 = no rim or skull painted on).
 
 Figures go to ``--out`` (``<scan>.png``, three axial slices).
 """
@@ -75,6 +75,11 @@ def three_classes(values: np.ndarray, iterations: int = 30) -> tuple[np.ndarray,
     return labels, centres
 
 
+def bright_share(values: np.ndarray, top: float) -> float:
+    """Percentage of ``values`` above a tenth of the translation's 99.5th percentile: haze, blocks or a painted rim."""
+    return round(100 * float((values > 0.1 * top).mean()) if values.size else 0.0, 3)
+
+
 def assess(translator: Translator, name: str, direction: str, mask_name: str | None, truth_name: str | None,
            out: Path) -> dict:
     image = load_image(DATA / f"{name}.nii.gz")
@@ -92,9 +97,9 @@ def assess(translator: Translator, name: str, direction: str, mask_name: str | N
     order_ok = (medians["CSF"] > medians["GM"] > medians["WM"]) if source_is_t1 else (medians["WM"] > medians["GM"] > medians["CSF"])
     row = {"scan": Path(name).name, "direction": direction, "order_ok": bool(order_ok),
            **{k: round(v / top, 3) for k, v in medians.items()},
-           "outside_head_max": round(float(y[~head].max(initial=0.0)) / top, 3)}
+           "air_bright_pct": bright_share(y[~head], top)}
     if "desc-brain" in name or name.startswith("real-t1t2/stroke"):
-        row["outside_input_signal_max"] = round(float(y[x <= 0].max(initial=0.0)) / top, 3)
+        row["outside_brain_bright_pct"] = bright_share(y[x <= x.min()], top)
     shown = [int(i) for i in np.linspace(0, len(x) - 1, 5)[1:4]]
     columns = [x, y] + ([to_slices(load_image(DATA / f"{truth_name}.nii.gz").array, image.affine)] if truth_name else [])
     rows = [[to_uint8(np.flipud(c[i]), c[head].min(), np.percentile(c[head], 99.5)) for c in columns] for i in shown]
