@@ -30,7 +30,6 @@ from mriganx.slices import centre, network_view, with_context
 
 log = logging.getLogger(__name__)
 HISTOGRAM_BINS = 64
-NO_TISSUE = -0.9  # normalised intensity (5 % of the range) below which no brain tissue lies
 BRAIN_DEPTH = 12  # pixels (mm at the shipped 1 mm in-plane resolution): past scalp and skull in an adult head
 
 
@@ -63,9 +62,6 @@ class SliceSet:
         ``limit`` values, evenly strided."""
         masks = centre(self.masks).float()
         core = -torch.nn.functional.max_pool2d(-masks, 2 * depth + 1, stride=1, padding=depth) > 0.5
-        # Nothing in a brain is as dark as 5 % of the image's range in any contrast (T1w CSF is about 10 %): what is,
-        # is air in sinuses, bone or noise in thick lower slices, and it must not set where the darkest tissue lies.
-        core &= centre(self.slices) > NO_TISSUE
         values = centre(self.slices)[core]
         if values.numel() < 1000:  # small heads or thin slices: the whole head rather than nothing
             values = centre(self.slices)[centre(self.masks)]

@@ -59,6 +59,9 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+# Normalised intensity (5 % of the range) below which no T2w brain tissue lies: T2w's darkest tissue, white matter,
+# sits far above noise. T1w's darkest, CSF, can sit at a few percent (it did in TCGA-DU-7294), so no such cut there.
+T2W_NO_TISSUE = -0.9
 PRIOR_KNOTS = 17  # knots of a TissuePrior: no signal, a noise floor, 15 quantiles (2 % .. 99.5 %) of the brain
 
 
@@ -105,7 +108,8 @@ class TissuePrior(nn.Module):
         return out
 
 
-def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5,
+              darkest_tissue: float = -1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Knots of the calibrated tissue map from one contrast's brain intensities to the other's (both in [-1, 1]).
 
     T1w and T2w order the tissues the other way round (CSF is the darkest T1w tissue and the brightest T2w one), so
@@ -121,7 +125,11 @@ def fit_prior(source: torch.Tensor, target: torch.Tensor, blend: float = 0.5) ->
     (-1.0, -1.0, True)
     """
     q = torch.linspace(0.02, 0.995, PRIOR_KNOTS - 2)
-    x = torch.quantile(source.float(), q).clamp_min(-1.0 + 2e-3)
+    # Values at or below ``darkest_tissue`` are not tissue (air in sinuses, bone, noise in thick lower slices) and
+    # must not set where the source's darkest tissue lies: the noise floor would sit at noise level and noisy air
+    # would become the other contrast's brightest tissue.
+    tissue = source[source > darkest_tissue]
+    x = torch.quantile((tissue if tissue.numel() >= 100 else source).float(), q).clamp_min(-1.0 + 2e-3)
     x = torch.cummax(torch.maximum(x, x[0] + torch.arange(PRIOR_KNOTS - 2) * 1e-4), 0).values  # strictly increasing
     y = blend * -x + (1 - blend) * torch.quantile(target.float(), 1 - q)
     floor = (x[:1] - 1.0) / 2  # halfway between no signal and the darkest brain tissue

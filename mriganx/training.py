@@ -44,7 +44,7 @@ from mriganx.figures import grid, save_figure
 from mriganx.io import ImageKind, atomic_output, output_path, to_uint8
 from mriganx.memory import retain_freed_memory
 from mriganx.modelfile import ModelFile, resolve
-from mriganx.networks import build_critic, build_generator, fit_prior, init_weights, masked
+from mriganx.networks import T2W_NO_TISSUE, build_critic, build_generator, fit_prior, init_weights, masked
 from mriganx.slices import centre
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class CycleGAN:
     def fit_priors(self, t1: torch.Tensor, t2: torch.Tensor) -> None:
         """Set both generators' tissue priors (and their weight averages') from brain intensities of each contrast."""
         blend = self.config.model.prior_blend
-        knots = {"g_t1_t2": fit_prior(t1, t2, blend[0]), "g_t2_t1": fit_prior(t2, t1, blend[1])}
+        knots = {"g_t1_t2": fit_prior(t1, t2, blend[0]), "g_t2_t1": fit_prior(t2, t1, blend[1], T2W_NO_TISSUE)}
         for name, (x, y) in knots.items():
             getattr(self.generators, name).prior.set_knots(x.to(self.device), y.to(self.device))
             if name in self.ema:
