@@ -69,8 +69,8 @@ class TissuePrior(nn.Module):
     """A piecewise-linear map of intensities in [-1, 1]: the answer a generator with a prior starts from.
 
     Between two neighbouring knots ``x[i] < x[i+1]`` it interpolates ``y[i]``, ``y[i+1]``; outside the knots it is
-    flat. The knot positions are fixed (buffers); the values ``y`` are learnt. Written as a sum of clamped segments, so it is
-    element-wise arithmetic that TorchScript and ONNX export exactly.
+    flat. The knot positions are fixed (buffers); the values ``y`` are learnt. Written as a sum of clamped segments,
+    so it is element-wise arithmetic that TorchScript and ONNX export exactly.
 
     >>> prior = TissuePrior(3)
     >>> prior.set_knots(torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, -1.0]))
@@ -99,7 +99,8 @@ class TissuePrior(nn.Module):
         if self.kernel.shape[-1] > 1:
             n, c = values.shape[:2]
             radius = self.kernel.shape[-1] // 2
-            flat = torch.nn.functional.pad(values.reshape(n * c, 1, values.shape[2], values.shape[3]), [radius, radius, radius, radius], mode="reflect")
+            flat = values.reshape(n * c, 1, values.shape[2], values.shape[3])
+            flat = torch.nn.functional.pad(flat, [radius, radius, radius, radius], mode="reflect")
             values = torch.nn.functional.conv2d(flat, self.kernel).reshape(values.shape)
         slopes = (self.y[1:] - self.y[:-1]) / (self.x[1:] - self.x[:-1]).clamp_min(1e-6)
         out = self.y[0] + torch.zeros_like(values)

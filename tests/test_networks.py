@@ -120,3 +120,14 @@ def test_the_prior_blur_keeps_flat_regions_and_survives_weight_initialisation() 
     assert torch.allclose(prior(flat), -flat, atol=1e-6)
     noisy = flat + 0.2 * torch.randn(1, 1, 12, 12)
     assert prior(noisy).std() < 0.5 * noisy.std()  # the noise is smoothed before the map
+
+
+def test_values_below_the_darkest_tissue_do_not_move_the_noise_floor() -> None:
+    tissue = torch.linspace(-0.6, 0.8, 2000)
+    junk = torch.full((200,), -0.98)  # air in sinuses, bone: a tenth of the core in a thick lower slice
+    target = torch.linspace(-0.7, 0.9, 2000)
+    clean, _ = fit_prior(tissue, target)
+    cut, _ = fit_prior(torch.cat([tissue, junk]), target, darkest_tissue=-0.9)
+    uncut, _ = fit_prior(torch.cat([tissue, junk]), target)
+    assert torch.allclose(cut, clean)
+    assert uncut[1] < -0.95 < cut[1]  # without the cut the floor sits at noise level, and noise maps to tissue
