@@ -77,9 +77,7 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, config: str | Path = "cpu-volum
         shutil.copy(subject[key], folder / subject[key].name)
     held = written[subjects]
 
-    # The demo's documented time and held-out SSIM (docs/results.md) were measured without the tissue prior, which
-    # the cpu configs gained later for real scans; it stays off here until the demo is measured with it.
-    cfg = override(load_config(config), {"train.steps": steps, "model.prior": False})
+    cfg = override(load_config(config), {"train.steps": steps})
     result = Trainer(cfg, t1_dir, t2_dir, out / "run", progress=progress).run()
 
     report = convert([held["t1"]], result.model_path, direction=Direction.T1_TO_T2, output=out, progress=False, overwrite=True,
