@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,12 +34,12 @@ from mriganx.io import load_image, save_like
 from mriganx.modelfile import resolve
 from mriganx.training import Trainer
 from train_default_model import TRAINING_SCANS  # the shipped recipe's scans: one list for both scripts
+from validate_default_model import score  # the shared scorer, called one way
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEV = SHARED / "data" / "real-dev"
 SEED = SHARED / "data" / "seed-t1t2"
-SCORER = SHARED / "tools" / "score_volumes.py"
 
 REAL_T1, REAL_T2 = TRAINING_SCANS["T1w"], TRAINING_SCANS["T2w"]
 DATA = {
@@ -79,9 +78,8 @@ def score_dev(model: Path, out: Path) -> dict[str, float]:
             path = out / f"{stem}_{source}_to_{target}.nii.gz"
             path.unlink(missing_ok=True)
             save_like(translator.translate(image, direction).array, image, path)
-            result = subprocess.run([sys.executable, str(SCORER), str(path), str(DEV / f"{stem}_{target}.nii.gz"),
-                                     str(DEV / f"{stem}_mask.nii.gz")], capture_output=True, text=True, check=True)
-            scores[f"{pair} {source}->{target}"] = json.loads(result.stdout)["ssim_mask"]
+            result = score(path, DEV / f"{stem}_{target}.nii.gz", DEV / f"{stem}_mask.nii.gz")
+            scores[f"{pair} {source}->{target}"] = result["ssim_mask"]
     return scores
 
 
