@@ -29,6 +29,13 @@ class GeneratorKind(str, Enum):
     RESNET = "resnet"
 
 
+class Upsampling(str, Enum):
+    """How the generator's decoder doubles the image size."""
+
+    RESIZE = "resize"  # nearest-neighbour resize, then a 3x3 convolution: no checkerboard (Odena et al., Distill 2016)
+    TRANSPOSED = "transposed"  # stride-2 transposed convolutions, the paper's; every model file before 0.3 has them
+
+
 # The two contrasts as mriganx keys them ("t1", "t2") and as BIDS and people name them.
 CONTRAST_NAMES = {"t1": "T1w", "t2": "T2w"}
 
@@ -102,6 +109,9 @@ class ModelConfig:
     n_blocks: int = 9
     pointwise: int = 0  # width of the generator's per-pixel intensity path; 0 = the paper's generator
     head_kernel: int = 7  # the generator's last convolution (the paper's 7x7; on CPUs a 1-channel 7x7 is slow)
+    # Transposed convolutions whose kernel does not divide by their stride overlap unevenly and print a fine grid on
+    # the output, which on real scans cost more SSIM than the correction gained (docs/results.md, the ablation table).
+    upsample: Upsampling = Upsampling.RESIZE
     ndf: int = 64
     d_layers: int = 3
     # Air gives no signal in any contrast: where the input is background the output is set to background, so the
@@ -117,6 +127,9 @@ class ModelConfig:
     # (T1w -> T2w, T2w -> T1w): see mriganx.networks.fit_prior.
     prior_blend: tuple[float, float] = (0.7, 1.0)  # the shipped model's (docs/results.md, the ablation table)
     prior_smooth: float = 0.0  # Gaussian blur (sigma, pixels) of the input before the prior's map
+    # Edge-preserving denoising of the generator's input (mriganx.denoise), per direction (T1w -> T2w, T2w -> T1w):
+    # the bilateral filter's range in units of each slice's estimated noise; 0 = off.
+    denoise: tuple[float, float] = (0.0, 0.0)
 
     @property
     def channels(self) -> int:
@@ -231,8 +244,11 @@ def _build(kind: type, values: dict[str, Any], where: str) -> Any:
     if getattr(built, "head_kernel", 1) % 2 == 0:
         raise MriganxError(where, f"head_kernel must be odd, got {built.head_kernel}")
     blend = getattr(built, "prior_blend", (0.0, 0.0))
-    if len(blend) != 2 or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in blend):
+    if not isinstance(blend, tuple) or len(blend) != 2 or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in blend):
         raise MriganxError(where, f"prior_blend must be two numbers from 0 to 1 (T1w->T2w, T2w->T1w), got {blend!r}")
+    denoise = getattr(built, "denoise", (0.0, 0.0))
+    if not isinstance(denoise, tuple) or len(denoise) != 2 or not all(isinstance(d, (int, float)) and 0 <= d <= 100 for d in denoise):
+        raise MriganxError(where, f"denoise must be two numbers from 0 to 100 (T1w->T2w, T2w->T1w), got {denoise!r}")
     return built
 
 

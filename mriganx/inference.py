@@ -62,7 +62,7 @@ class Translator:
         self.on_batch: Callable[[int], object] | None = None
         self.generators: dict[Direction, torch.nn.Module] = {}
         for direction in Direction:
-            net = build_generator(self.model_config)
+            net = build_generator(self.model_config, direction)
             try:
                 net.load_state_dict(model.generators[direction])
             except RuntimeError as exc:

@@ -40,7 +40,7 @@ ranges or weights that are not finite, a ``weights_sha256`` that does not match 
 >>> from mriganx.config import load_config
 >>> from mriganx.networks import build_generator
 >>> cfg = load_config("smoke")
->>> weights = {d: build_generator(cfg.model).state_dict() for d in Direction}
+>>> weights = {d: build_generator(cfg.model, d).state_dict() for d in Direction}
 >>> model = ModelFile(cfg.model, cfg.data, {"t1": IntensityRange(0, 900), "t2": IntensityRange(0, 1000)}, weights)
 >>> path = model.save(pathlib.Path(tempfile.mkdtemp()) / "model.pt")
 >>> again = ModelFile.load(path)
@@ -62,7 +62,7 @@ from typing import Any
 import torch
 
 import mriganx
-from mriganx.config import Config, DataConfig, Direction, ModelConfig
+from mriganx.config import Config, DataConfig, Direction, ModelConfig, Upsampling
 from mriganx.errors import MriganxError
 from mriganx.frame import FRAME_AXCODES
 from mriganx.intensity import IntensityRange
@@ -266,8 +266,12 @@ class ModelFile:
         missing = [key for key in _REQUIRED if key not in payload]
         if missing:
             raise MriganxError(source, f"model file lacks {', '.join(missing)}; it is damaged or not written by mriganx")
+        settings = dict(payload["model"]) if isinstance(payload["model"], dict) else payload["model"]
+        if isinstance(settings, dict):
+            # Files written before the decoder had a choice all used transposed convolutions.
+            settings.setdefault("upsample", Upsampling.TRANSPOSED.value)
         try:
-            config = Config.from_dict({"model": payload["model"], "data": payload["data"]}, source)
+            config = Config.from_dict({"model": settings, "data": payload["data"]}, source)
         except (TypeError, AttributeError) as exc:
             raise MriganxError(source, f"model settings are malformed ({exc})") from None
         model = cls(

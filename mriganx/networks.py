@@ -28,7 +28,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
-from mriganx.config import GeneratorKind, ModelConfig
+from mriganx.config import Direction, GeneratorKind, ModelConfig, Upsampling
+from mriganx.denoise import BilateralDenoise
 
 
 def masked(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,13 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str | None
     )
     block.conv.padding_mode = "reflect"
     return block
+
+
+def _upsample(in_ch: int, out_ch: int, how: Upsampling) -> nn.Module:
+    if how is Upsampling.TRANSPOSED:
+        return Convolution(2, in_ch, out_ch, strides=2, kernel_size=3, norm="INSTANCE", act="RELU", is_transposed=True,
+                           padding=1, output_padding=1)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(in_ch, out_ch, 3))
 
 
 class ResidualBlock(nn.Module):
@@ -144,8 +152,11 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, in_channels: int = 1, out_channels: int = 1,
-                 pointwise: int = 0, head_kernel: int = 7, prior: bool = False, prior_smooth: float = 0.0) -> None:
+                 pointwise: int = 0, head_kernel: int = 7, prior: bool = False, prior_smooth: float = 0.0,
+                 upsample: Upsampling = Upsampling.RESIZE, denoise: float = 0.0) -> None:
         super().__init__()
+        # Both paths see the denoised input: the correction learns on what the prior maps.
+        self.denoise = BilateralDenoise(denoise) if denoise > 0 else None
         # With a prior the network learns a correction to a calibrated tissue map instead of the whole image: at the
         # start (last layers zero) it *is* that map, so training begins from an answer that already has the tissues
         # in the right order rather than from noise that must first discover the contrast inversion.
@@ -160,11 +171,7 @@ class ResnetGenerator(nn.Module):
                 Convolution(2, pointwise, pointwise, kernel_size=1, norm=None, act="RELU"),
                 Convolution(2, pointwise, out_channels, kernel_size=1, conv_only=True),
             )
-        up = [
-            Convolution(2, ch, ch // 2, strides=2, kernel_size=3, norm="INSTANCE", act="RELU", is_transposed=True,
-                        padding=1, output_padding=1)
-            for ch in (ngf * 4, ngf * 2)
-        ]
+        up = [_upsample(ch, ch // 2, upsample) for ch in (ngf * 4, ngf * 2)]
         head = Convolution(2, ngf, out_channels, kernel_size=head_kernel, conv_only=True)
         head.conv.padding_mode = "reflect"
         self.model = nn.Sequential(
@@ -184,6 +191,8 @@ class ResnetGenerator(nn.Module):
                 nn.init.zeros_(layer.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.denoise is not None:
+            x = self.denoise(x)
         out = self.model(x)
         if self.pointwise is not None:
             out = out + self.pointwise(x)
@@ -217,12 +226,13 @@ def instance_norm_as_group_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_generator(config: ModelConfig) -> nn.Module:
-    """The generator a model config describes; it maps a stack of ``config.channels`` slices to as many."""
+def build_generator(config: ModelConfig, direction: Direction) -> nn.Module:
+    """The generator of one direction a model config describes; it maps ``config.channels`` slices to as many."""
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
             head_kernel=config.head_kernel, prior=config.prior, prior_smooth=config.prior_smooth,
+            upsample=config.upsample, denoise=config.denoise[0 if direction is Direction.T1_TO_T2 else 1],
         ))
     raise ValueError(f"unknown generator {config.generator}")
 
@@ -240,8 +250,8 @@ class TwoWayGenerator(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         # Named attributes, not a dict keyed by direction: TorchScript cannot index modules by a runtime value.
-        self.t1_to_t2 = build_generator(config)
-        self.t2_to_t1 = build_generator(config)
+        self.t1_to_t2 = build_generator(config, Direction.T1_TO_T2)
+        self.t2_to_t1 = build_generator(config, Direction.T2_TO_T1)
 
     def forward(self, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         return self.t2_to_t1(x) if reverse else self.t1_to_t2(x)

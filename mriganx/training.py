@@ -127,8 +127,8 @@ class GeneratorPair(nn.Module):
 
     def __init__(self, config: Config) -> None:
         super().__init__()
-        self.g_t1_t2 = build_generator(config.model)
-        self.g_t2_t1 = build_generator(config.model)
+        self.g_t1_t2 = build_generator(config.model, Direction.T1_TO_T2)
+        self.g_t2_t1 = build_generator(config.model, Direction.T2_TO_T1)
 
     def forward(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor,
                 identity: bool) -> dict[str, torch.Tensor]:

@@ -47,3 +47,10 @@ def test_a_prior_blend_outside_0_1_or_not_two_numbers_is_refused(tmp_path: Path,
     bad.write_text(f"model:\n  prior: true\n  prior_blend: {blend}\n")
     with pytest.raises(MriganxError, match="prior_blend must be two numbers"):
         load_config(bad)
+
+
+def test_denoise_is_two_numbers_one_per_direction() -> None:
+    assert override(load_config("smoke"), {"model.denoise": [3, 0]}).model.denoise == (3, 0)
+    for bad in (5, [1, 2, 3], [-1, 0]):
+        with pytest.raises(MriganxError, match="denoise must be two numbers"):
+            override(load_config("smoke"), {"model.denoise": bad})

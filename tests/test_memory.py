@@ -14,12 +14,12 @@ import pytest
 # again.
 _PROBE = """
 import json, resource, torch
-from mriganx.config import load_config
+from mriganx.config import Direction, load_config
 from mriganx.memory import retain_freed_memory
 from mriganx.networks import build_generator
 retained = retain_freed_memory()
 torch.manual_seed(0)
-generator = build_generator(load_config("cpu").model)
+generator = build_generator(load_config("cpu").model, Direction.T1_TO_T2)
 x = torch.rand(2, 1, 128, 128)
 for step in range(6):
     if step == 2:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from mriganx.config import Direction, load_config
+from mriganx.config import Direction, Upsampling, load_config
 from mriganx.errors import MriganxError
 from mriganx.intensity import IntensityRange
 from mriganx.modelfile import FORMAT, VERSION, ModelFile
@@ -23,7 +24,7 @@ def model() -> ModelFile:
         model=cfg.model,
         data=cfg.data,
         intensity={"t1": IntensityRange(0.0, 812.5), "t2": IntensityRange(3.0, 1000.0)},
-        generators={d: build_generator(cfg.model).state_dict() for d in Direction},
+        generators={d: build_generator(cfg.model, d).state_dict() for d in Direction},
         histograms={"t1": [1.0, 2.0], "t2": [3.0, 4.0]},
         fingerprints={"t1": "aaaa", "t2": "bbbb"},
         steps=42,
@@ -156,3 +157,16 @@ def test_a_version_2_file_loads_without_lineage_and_a_bad_lineage_is_refused(mod
     with pytest.raises(MriganxError, match="lineage .* is malformed") as caught:
         ModelFile.load(tmp_path / "bad.pt")
     assert str(tmp_path / "bad.pt") in str(caught.value)
+
+
+def test_a_file_from_before_the_decoder_choice_loads_with_transposed_convolutions(tmp_path: Path) -> None:
+    cfg = load_config("smoke")
+    old_model = dataclasses.replace(cfg.model, upsample=Upsampling.TRANSPOSED)
+    weights = {d: build_generator(old_model, d).state_dict() for d in Direction}
+    payload = ModelFile(old_model, cfg.data, {"t1": IntensityRange(0, 1), "t2": IntensityRange(0, 1)}, weights).to_dict()
+    del payload["model"]["upsample"]  # files written before the setting existed lack the key
+    torch.save(payload, tmp_path / "old.pt")
+    old = ModelFile.load(tmp_path / "old.pt")
+    assert old.model.upsample is Upsampling.TRANSPOSED
+    build_generator(old.model, Direction.T1_TO_T2).load_state_dict(old.generators[Direction.T1_TO_T2])  # strict: every weight fits
+    assert cfg.model.upsample is Upsampling.RESIZE  # what a config without the key trains

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mriganx.networks import PRIOR_KNOTS, ResnetGenerator, TissuePrior, fit_prior, init_weights, patch_discriminator
+from mriganx.config import Direction, Upsampling
+from mriganx.networks import PRIOR_KNOTS, ResnetGenerator, _upsample, TissuePrior, fit_prior, init_weights, patch_discriminator
 
 
 def test_generator_keeps_shape_and_range() -> None:
@@ -51,7 +52,7 @@ def test_group_norm_swap_is_instance_norm() -> None:
 
     torch.manual_seed(0)
     plain = ResnetGenerator(ngf=8, n_blocks=2, pointwise=4)
-    swapped = build_generator(ModelConfig(ngf=8, n_blocks=2, pointwise=4))
+    swapped = build_generator(ModelConfig(ngf=8, n_blocks=2, pointwise=4), Direction.T1_TO_T2)
     assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in swapped.modules())
     swapped.load_state_dict(plain.state_dict())
     x = torch.randn(2, 1, 32, 36, requires_grad=True)
@@ -72,7 +73,7 @@ def test_head_kernel_is_configurable() -> None:
     from mriganx.config import ModelConfig
     from mriganx.networks import build_generator
 
-    g = build_generator(ModelConfig(ngf=4, n_blocks=1, head_kernel=3))
+    g = build_generator(ModelConfig(ngf=4, n_blocks=1, head_kernel=3), Direction.T1_TO_T2)
     last = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert last.kernel_size == (3, 3) and last.padding_mode == "reflect"
     assert g(torch.zeros(1, 1, 32, 36)).shape == (1, 1, 32, 36)
@@ -131,3 +132,19 @@ def test_values_below_the_darkest_tissue_do_not_move_the_noise_floor() -> None:
     uncut, _ = fit_prior(torch.cat([tissue, junk]), target)
     assert torch.allclose(cut, clean)
     assert uncut[1] < -0.95 < cut[1]  # without the cut the floor sits at noise level, and noise maps to tissue
+
+
+def test_the_resize_decoder_has_no_transposed_convolution_and_no_checkerboard() -> None:
+    # A flat feature map through one decoder stage: a stride-2 transposed 3x3 convolution overlaps unevenly and
+    # prints a period-2 grid on it; resize-then-convolve keeps it flat.
+    torch.manual_seed(0)
+    flat = torch.ones(1, 4, 16, 16)
+    for how, grid_expected in ((Upsampling.RESIZE, False), (Upsampling.TRANSPOSED, True)):
+        stage = _upsample(4, 2, how)
+        init_weights(stage)
+        assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in stage.modules()) is grid_expected
+        out = stage.conv(flat) if how is Upsampling.TRANSPOSED else stage[1].conv(stage[0](flat))  # before the norm
+        inner = out[0, :, 4:28, 4:28]
+        phases = torch.stack([inner[:, i::2, j::2].mean() for i in (0, 1) for j in (0, 1)])
+        assert bool(phases.std() > 1e-4) is grid_expected
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in ResnetGenerator(ngf=8, n_blocks=1).modules())
