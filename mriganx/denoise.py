@@ -58,7 +58,7 @@ class BilateralDenoise(torch.nn.Module):
         self.range_factor = float(range_factor)
         self.radius = int(radius)
         self.offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-        self.spatial = [math.exp(-(dy * dy + dx * dx) / (2.0 * spatial_sigma**2)) for dy, dx in self.offsets]
+        self.log_spatial = [-(dy * dy + dx * dx) / (2.0 * spatial_sigma**2) for dy, dx in self.offsets]
         # Not in the state dict: a constant of the method, not a weight of a model.
         self.register_buffer("noise_mask", _NOISE_MASK.clone(), persistent=False)
 
@@ -71,12 +71,13 @@ class BilateralDenoise(torch.nn.Module):
         sigma = (self.range_factor * noise_sigma(flat, inside, self.noise_mask)).clamp_min(1e-6)
         scale = -0.5 / (sigma * sigma)
         r = self.radius
-        padded = F.pad(flat, [r, r, r, r], mode="replicate")
+        # Background neighbours are moved far out of range, so their weight is exactly zero without a mask per offset.
+        padded = F.pad(torch.where(inside, flat, torch.full_like(flat, 1e3)), [r, r, r, r], mode="replicate")
         weighted = torch.zeros_like(flat)
         weights = torch.zeros_like(flat)
-        for (dy, dx), spatial in zip(self.offsets, self.spatial):
+        for (dy, dx), log_spatial in zip(self.offsets, self.log_spatial):
             neighbour = padded[:, :, r + dy:r + dy + rows, r + dx:r + dx + cols]
-            w = spatial * torch.exp(scale * (neighbour - flat) ** 2) * (neighbour > -0.999).to(flat.dtype)
+            w = torch.exp(scale * (neighbour - flat) ** 2 + log_spatial)
             weighted = weighted + w * neighbour
             weights = weights + w
         smoothed = weighted / weights.clamp_min(1e-12)
