@@ -57,7 +57,9 @@ class BilateralDenoise(torch.nn.Module):
         super().__init__()
         self.range_factor = float(range_factor)
         self.radius = int(radius)
-        self.offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+        # Half the window: the weight between p and p + d is the weight between p + d and p, so each exponential
+        # computed for an offset d serves -d too (and the centre's weight is 1).
+        self.offsets = [(dy, dx) for dy in range(0, radius + 1) for dx in range(-radius, radius + 1) if dy > 0 or dx > 0]
         self.log_spatial = [-(dy * dy + dx * dx) / (2.0 * spatial_sigma**2) for dy, dx in self.offsets]
         # Not in the state dict: a constant of the method, not a weight of a model.
         self.register_buffer("noise_mask", _NOISE_MASK.clone(), persistent=False)
@@ -73,12 +75,18 @@ class BilateralDenoise(torch.nn.Module):
         r = self.radius
         # Background neighbours are moved far out of range, so their weight is exactly zero without a mask per offset.
         padded = F.pad(torch.where(inside, flat, torch.full_like(flat, 1e3)), [r, r, r, r], mode="replicate")
-        weighted = torch.zeros_like(flat)
-        weights = torch.zeros_like(flat)
+        weighted = flat.clone()
+        weights = torch.ones_like(flat)
         for (dy, dx), log_spatial in zip(self.offsets, self.log_spatial):
-            neighbour = padded[:, :, r + dy:r + dy + rows, r + dx:r + dx + cols]
-            w = torch.exp(scale * (neighbour - flat) ** 2 + log_spatial)
-            weighted = weighted + w * neighbour
-            weights = weights + w
+            # q and q + d over every padded position where both exist; a pixel p of the slice sits at p + r.
+            left = max(0, -dx)
+            here = padded[:, :, 0:rows + 2 * r - dy, left:cols + 2 * r - max(0, dx)]
+            there = padded[:, :, dy:rows + 2 * r, left + dx:cols + 2 * r - max(0, dx) + dx]
+            w = torch.exp(scale * (there - here) ** 2 + log_spatial)
+            c0, c1 = r - left, r - dx - left  # where the slice's pixels sit for +d, and for -d
+            w_plus, w_minus = w[:, :, r:r + rows, c0:c0 + cols], w[:, :, r - dy:r - dy + rows, c1:c1 + cols]
+            weighted = (weighted + w_plus * there[:, :, r:r + rows, c0:c0 + cols]
+                        + w_minus * here[:, :, r - dy:r - dy + rows, c1:c1 + cols])
+            weights = weights + w_plus + w_minus
         smoothed = weighted / weights.clamp_min(1e-12)
         return torch.where(inside, smoothed, flat).reshape(n, c, rows, cols)
