@@ -33,7 +33,7 @@ class Upsampling(str, Enum):
     """How the generator's decoder doubles the image size."""
 
     RESIZE = "resize"  # nearest-neighbour resize, then a 3x3 convolution: no checkerboard (Odena et al., Distill 2016)
-    TRANSPOSED = "transposed"  # stride-2 transposed convolutions, the paper's; every model file before 0.3 has them
+    TRANSPOSED = "transposed"  # stride-2 transposed convolutions, the paper's; model files from before the choice
 
 
 # The two contrasts as mriganx keys them ("t1", "t2") and as BIDS and people name them.
@@ -229,6 +229,10 @@ _LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+# Settings given once per direction (T1w -> T2w, T2w -> T1w), and the largest value each allows.
+_PER_DIRECTION: dict[str, float] = {"prior_blend": 1.0, "denoise": 100.0}
+
+
 def _build(kind: type, values: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = set(values) - set(fields)
@@ -243,12 +247,10 @@ def _build(kind: type, values: dict[str, Any], where: str) -> Any:
         _check_limit(getattr(built, name), name, getattr(defaults, name), where)
     if getattr(built, "head_kernel", 1) % 2 == 0:
         raise MriganxError(where, f"head_kernel must be odd, got {built.head_kernel}")
-    blend = getattr(built, "prior_blend", (0.0, 0.0))
-    if not isinstance(blend, tuple) or len(blend) != 2 or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in blend):
-        raise MriganxError(where, f"prior_blend must be two numbers from 0 to 1 (T1w->T2w, T2w->T1w), got {blend!r}")
-    denoise = getattr(built, "denoise", (0.0, 0.0))
-    if not isinstance(denoise, tuple) or len(denoise) != 2 or not all(isinstance(d, (int, float)) and 0 <= d <= 100 for d in denoise):
-        raise MriganxError(where, f"denoise must be two numbers from 0 to 100 (T1w->T2w, T2w->T1w), got {denoise!r}")
+    for name, high in _PER_DIRECTION.items():
+        pair = getattr(built, name, (0.0, 0.0))
+        if not isinstance(pair, tuple) or len(pair) != 2 or not all(isinstance(v, (int, float)) and 0 <= v <= high for v in pair):
+            raise MriganxError(where, f"{name} must be two numbers from 0 to {high:g} (T1w->T2w, T2w->T1w), got {pair!r}")
     return built
 
 

@@ -266,10 +266,10 @@ class ModelFile:
         missing = [key for key in _REQUIRED if key not in payload]
         if missing:
             raise MriganxError(source, f"model file lacks {', '.join(missing)}; it is damaged or not written by mriganx")
-        settings = dict(payload["model"]) if isinstance(payload["model"], dict) else payload["model"]
+        settings = payload["model"]
         if isinstance(settings, dict):
             # Files written before the decoder had a choice all used transposed convolutions.
-            settings.setdefault("upsample", Upsampling.TRANSPOSED.value)
+            settings = {"upsample": Upsampling.TRANSPOSED.value, **settings}
         try:
             config = Config.from_dict({"model": settings, "data": payload["data"]}, source)
         except (TypeError, AttributeError) as exc:
