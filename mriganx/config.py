@@ -159,6 +159,9 @@ class TrainConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     lambda_cycle: float = 10.0
+    # Weight of the L1 distance between each generator's output and its tissue map (models with a prior; T1w->T2w,
+    # T2w->T1w): the learnt correction has to earn its departure from the calibrated map against the critic.
+    prior_weight: tuple[float, float] = (0.0, 0.0)
     identity_weight: float = 0.5  # identity loss weight as a fraction of lambda_cycle
     pool_size: int = 50
     ema_decay: float = 0.0  # exponential moving average of the generator weights; 0 disables it
@@ -208,6 +211,8 @@ class Config:
         parts: dict[str, Any] = {"name": str(data.get("name", Path(str(source)).stem))}
         for key, kind in sections.items():
             parts[key] = _build(kind, data.get(key) or {}, f"{source} [{key}]")
+        if any(parts["train"].prior_weight) and not parts["model"].prior:
+            raise MriganxError(source, "train.prior_weight holds translations near a tissue prior: it needs model.prior")
         return cls(**parts)
 
     def save(self, path: Path) -> None:
@@ -230,7 +235,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
 
 
 # Settings given once per direction (T1w -> T2w, T2w -> T1w), and the largest value each allows.
-_PER_DIRECTION: dict[str, float] = {"prior_blend": 1.0, "denoise": 100.0}
+_PER_DIRECTION: dict[str, float] = {"prior_blend": 1.0, "denoise": 100.0, "prior_weight": 100.0}
 
 
 def _build(kind: type, values: dict[str, Any], where: str) -> Any:

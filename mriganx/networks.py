@@ -190,6 +190,12 @@ class ResnetGenerator(nn.Module):
                 nn.init.zeros_(layer.conv.weight)
                 nn.init.zeros_(layer.conv.bias)
 
+    def tissue_map(self, x: torch.Tensor) -> torch.Tensor:
+        """What the generator starts from and corrects: its prior of the (denoised) input."""
+        if self.prior is None:
+            raise ValueError("this generator has no tissue prior")
+        return self.prior(self.denoise(x) if self.denoise is not None else x).clamp(-1.0, 1.0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.denoise is not None:
             x = self.denoise(x)

@@ -9,6 +9,7 @@ score them with the shared scorer.
 
 - ``real``: the shipped model's scans (scripts/train_default_model.py: every real scan ../shared/data/real-dev allows
   training on: AOMIC 0001/0002 T1w with and without skull, TCGA-FG-6692 T1w, post-contrast T1w and T2w);
+- ``real+anatomy``: those and a T2w drawn on the anatomy of each brain-extracted AOMIC T1w (mriganx.anatomy);
 - ``real+seed``: those and the seed set's 43 T1w + 46 T2w BrainWeb-derived slices;
 - ``user``: the user-data case of issue 22: AOMIC and FG-6692 T1w against FG-6692 T2w and the seed T2w slices.
 
@@ -28,9 +29,10 @@ from pathlib import Path
 
 import yaml
 
+from mriganx.anatomy import draw_t2w
 from mriganx.config import Direction, load_config, override
 from mriganx.inference import Translator
-from mriganx.io import load_image, save_like
+from mriganx.io import load_image, save_like, save_nifti
 from mriganx.modelfile import resolve
 from mriganx.training import Trainer
 from train_default_model import TRAINING_SCANS  # the shipped recipe's scans: one list for both scripts
@@ -42,20 +44,37 @@ DEV = SHARED / "data" / "real-dev"
 SEED = SHARED / "data" / "seed-t1t2"
 
 REAL_T1, REAL_T2 = TRAINING_SCANS["T1w"], TRAINING_SCANS["T2w"]
-DATA = {
-    "real": (REAL_T1, REAL_T2, False, False),
-    "real+seed": (REAL_T1, REAL_T2, True, True),
-    "user": (["aomic-0001_T1w", "aomic-0002_T1w", "tcga-FG-6692_T1w"], REAL_T2, False, True),
+DATA = {  # name: (T1w scans, T2w scans, seed T1w slices, seed T2w slices, T2w drawn on real anatomy)
+    "real": (REAL_T1, REAL_T2, False, False, False),
+    "real+anatomy": (REAL_T1, REAL_T2, False, False, True),
+    "real+seed": (REAL_T1, REAL_T2, True, True, False),
+    "user": (["aomic-0001_T1w", "aomic-0002_T1w", "tcga-FG-6692_T1w"], REAL_T2, False, True, False),
 }
+# T2w drawn on real anatomy (mriganx.anatomy): the brain-extracted T1w each is drawn on, and its seed.
+ANATOMY_T2W = {"aomic-0001_desc-brain_T1w": 1, "aomic-0002_desc-brain_T1w": 2}
 PAIRS = {  # name: (stem, floor T1w->T2w, floor T2w->T1w), the best answer-blind baselines of shared/data/README.md
     "DU-7294": ("tcga-DU-7294_desc-brain", 0.498, 0.555),
     "GLI-00001": ("brats-GLI-00001_desc-brain", 0.431, 0.527),
 }
 
 
+def write_anatomy_t2w(folder: Path, source: Path = DEV, drawings: dict[str, int] = ANATOMY_T2W) -> list[Path]:
+    """Draw a T2w on each brain-extracted T1w of ``drawings`` into ``folder``, skipping those already there (the same
+    seed gives the same file)."""
+    written = []
+    for stem, seed in drawings.items():
+        target = folder / f"{stem.split('_')[0]}_acq-anatomy{seed}_desc-brain_T2w.nii.gz"
+        if not target.is_file():
+            t1w = load_image(source / f"{stem}.nii.gz")
+            t2w = draw_t2w(t1w.array, t1w.array > 0, t1w.affine, seed)
+            save_nifti(t2w, t1w.affine, target, description=f"mriganx anatomy T2w of {stem}, seed {seed}")
+        written.append(target)
+    return written
+
+
 def build_data(name: str, out: Path) -> tuple[Path, Path]:
     """Link the recipe's scans into ``out/T1w`` and ``out/T2w``."""
-    t1, t2, seed_t1, seed_t2 = DATA[name]
+    t1, t2, seed_t1, seed_t2, anatomy = DATA[name]
     for folder, stems, seed in (("T1w", t1, seed_t1 and "trainT1"), ("T2w", t2, seed_t2 and "trainT2")):
         target = out / folder
         target.mkdir(parents=True, exist_ok=True)
@@ -65,6 +84,8 @@ def build_data(name: str, out: Path) -> tuple[Path, Path]:
             link = target / source.name.replace(" ", "_").replace("#", "")
             if not link.is_symlink():
                 link.symlink_to(source.resolve())
+    if anatomy:
+        write_anatomy_t2w(out / "T2w", DEV)
     return out / "T1w", out / "T2w"
 
 

@@ -168,6 +168,34 @@ def test_a_length_in_steps_and_one_in_epochs_are_refused_together(phantom_dirs: 
     assert not (tmp_path / "run").exists()
 
 
+def test_prior_weight_holds_the_translation_near_its_tissue_map(phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The same steps with and without ``train.prior_weight`` on T1w -> T2w: with it, that generator's output stays
+    closer to its tissue map; the other direction, with weight 0, is held by nothing new."""
+    from mriganx.data import load_slices
+
+    config = smoke(12, **{"train.lr": 0.002, "train.ema_decay": 0.0})
+    t1 = load_slices(phantom_dirs["t1"], config.data).slices[::7]
+    departure = {}
+    for weight in (0.0, 50.0):
+        run = tmp_path / str(weight)
+        result = train(override(config, {"train.prior_weight": [weight, 0.0]}), phantom_dirs["t1"], phantom_dirs["t2"],
+                       run, progress=False)
+        assert ("g/prior_t2" in result.losses) == (weight > 0)
+        net = Translator.load(result.model_path, device="cpu").generators[Direction.T1_TO_T2]
+        with torch.no_grad():
+            departure[weight] = float((net(t1) - net.tissue_map(t1)).abs().mean())
+    assert departure[50.0] < 0.7 * departure[0.0], departure
+
+
+def test_prior_weight_needs_a_prior_and_two_weights() -> None:
+    from mriganx.errors import MriganxError
+
+    with pytest.raises(MriganxError, match="needs model.prior"):
+        override(load_config("smoke"), {"model.prior": False, "train.prior_weight": [1.0, 0.0]})
+    with pytest.raises(MriganxError, match="prior_weight must be two numbers"):
+        override(load_config("smoke"), {"train.prior_weight": [1.0, -1.0]})
+
+
 def test_a_model_with_a_tissue_prior_inverts_the_contrast_before_any_step(phantom_dirs: dict[str, Path], tmp_path: Path) -> None:
     """The prior is fitted on the training folders, saved in the model file and used by inference: with no training
     step at all the translation of a held-out T1w puts the brain's tissues in T2w order (CSF > GM > WM), and the
