@@ -126,7 +126,8 @@ class ModelConfig:
     # How much of the prior is plain inversion (-x) rather than reversed quantile matching, per direction
     # (T1w -> T2w, T2w -> T1w): see mriganx.networks.fit_prior.
     prior_blend: tuple[float, float] = (0.7, 1.0)  # the shipped model's (docs/results.md, the ablation table)
-    prior_smooth: float = 0.0  # Gaussian blur (sigma, pixels) of the input before the prior's map
+    # Gaussian blur (sigma, pixels) of the input before the prior's map, per direction (T1w->T2w, T2w->T1w)
+    prior_smooth: tuple[float, float] = (0.0, 0.0)
     # Edge-preserving denoising of the generator's input (mriganx.denoise), per direction (T1w -> T2w, T2w -> T1w):
     # the bilateral filter's range in units of each slice's estimated noise; 0 = off.
     denoise: tuple[float, float] = (0.0, 0.0)
@@ -224,7 +225,7 @@ class Config:
 # exhaust memory, a pad multiple of 0 divide by zero, a negative batch size train on nothing.
 _LIMITS: dict[str, tuple[float, float]] = {
     "ngf": (1, 512), "n_blocks": (0, 64), "pointwise": (0, 512), "head_kernel": (1, 15), "ndf": (1, 512),
-    "d_layers": (1, 8), "context_slices": (0, 16), "prior_smooth": (0, 8),
+    "d_layers": (1, 8), "context_slices": (0, 16),
     "lower_percentile": (0, 100), "upper_percentile": (0, 100), "pad_multiple": (1, 64), "min_head_fraction": (0, 1),
     "affine_prob": (0, 1), "in_plane_mm": (0.05, 20),
     "epochs": (0, 1e6), "epochs_decay": (0, 1e6), "steps": (1, 1e9), "batch_size": (1, 4096), "lr": (1e-12, 1.0),
@@ -235,7 +236,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
 
 
 # Settings given once per direction (T1w -> T2w, T2w -> T1w), and the largest value each allows.
-_PER_DIRECTION: dict[str, float] = {"prior_blend": 1.0, "denoise": 100.0, "prior_weight": 100.0}
+_PER_DIRECTION: dict[str, float] = {"prior_blend": 1.0, "denoise": 100.0, "prior_weight": 100.0, "prior_smooth": 8.0}
 
 
 def _build(kind: type, values: dict[str, Any], where: str) -> Any:

@@ -270,6 +270,8 @@ class ModelFile:
         if isinstance(settings, dict):
             # Files written before the decoder had a choice all used transposed convolutions.
             settings = {"upsample": Upsampling.TRANSPOSED.value, **settings}
+            if isinstance(settings.get("prior_smooth"), (int, float)):  # one blur for both directions before v4
+                settings["prior_smooth"] = [settings["prior_smooth"]] * 2
         try:
             config = Config.from_dict({"model": settings, "data": payload["data"]}, source)
         except (TypeError, AttributeError) as exc:

@@ -234,11 +234,12 @@ def instance_norm_as_group_norm(module: nn.Module) -> nn.Module:
 
 def build_generator(config: ModelConfig, direction: Direction) -> nn.Module:
     """The generator of one direction a model config describes; it maps ``config.channels`` slices to as many."""
+    side = 0 if direction is Direction.T1_TO_T2 else 1  # per-direction settings are (T1w->T2w, T2w->T1w)
     if config.generator is GeneratorKind.RESNET:
         return instance_norm_as_group_norm(ResnetGenerator(
             config.ngf, config.n_blocks, in_channels=config.channels, out_channels=config.channels, pointwise=config.pointwise,
-            head_kernel=config.head_kernel, prior=config.prior, prior_smooth=config.prior_smooth,
-            upsample=config.upsample, denoise=config.denoise[0 if direction is Direction.T1_TO_T2 else 1],
+            head_kernel=config.head_kernel, prior=config.prior, prior_smooth=config.prior_smooth[side],
+            upsample=config.upsample, denoise=config.denoise[side],
         ))
     raise ValueError(f"unknown generator {config.generator}")
 

@@ -31,6 +31,7 @@ import yaml
 
 from mriganx.anatomy import draw_t2w
 from mriganx.config import Direction, load_config, override
+from mriganx.data import load_slices
 from mriganx.inference import Translator
 from mriganx.io import load_image, save_like, save_nifti
 from mriganx.modelfile import resolve
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("row", help="the row's name (its run folder under --out)")
     parser.add_argument("--data", choices=sorted(DATA), default="real")
     parser.add_argument("--config", default="shipped")
+    parser.add_argument("--prior-from", choices=sorted(DATA), default=None,
+                        help="fit the tissue priors on this data set instead of the training one")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablation")
     parser.add_argument("--model", default=None, help="score this model file (or shipped model name) instead of training")
@@ -126,10 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     run = args.out / args.row
     t1_dir, t2_dir = build_data(args.data, args.out / f"data-{args.data}")
     started = time.time()
-    result = Trainer(config, t1_dir, t2_dir, run, progress=False).run()
+    trainer = Trainer(config, t1_dir, t2_dir, run, progress=False)
+    if args.prior_from and config.model.prior:
+        prior_t1, prior_t2 = (load_slices(d, config.data, config.model.context_slices).brain_values()
+                              for d in build_data(args.prior_from, args.out / f"data-{args.prior_from}"))
+        trainer.gan.fit_priors(prior_t1, prior_t2)
+    result = trainer.run()
     seconds = time.time() - started
     scores = score_dev(result.model_path, run)
-    row = {"row": args.row, "data": args.data, "config": args.config, "set": values, "steps": result.steps,
+    row = {"row": args.row, "data": args.data, "prior_from": args.prior_from or args.data, "config": args.config,
+           "set": values, "steps": result.steps,
            "train_seconds": round(seconds), "scores": scores,
            "command": "python scripts/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
     return record(row, args.out)

@@ -170,3 +170,22 @@ def test_a_file_from_before_the_decoder_choice_loads_with_transposed_convolution
     assert old.model.upsample is Upsampling.TRANSPOSED
     build_generator(old.model, Direction.T1_TO_T2).load_state_dict(old.generators[Direction.T1_TO_T2])  # strict: every weight fits
     assert cfg.model.upsample is Upsampling.RESIZE  # what a config without the key trains
+
+
+def test_a_file_with_one_prior_blur_for_both_directions_loads_it_for_each(tmp_path: Path) -> None:
+    cfg = load_config("smoke")
+    old_model = dataclasses.replace(cfg.model, prior_smooth=(0.7, 0.7))
+    weights = {d: build_generator(old_model, d).state_dict() for d in Direction}
+    payload = ModelFile(old_model, cfg.data, {"t1": IntensityRange(0, 1), "t2": IntensityRange(0, 1)}, weights).to_dict()
+    payload["model"]["prior_smooth"] = 0.7  # files before v4 held one number
+    torch.save(payload, tmp_path / "old.pt")
+    old = ModelFile.load(tmp_path / "old.pt")
+    assert old.model.prior_smooth == (0.7, 0.7)
+    for direction in Direction:
+        build_generator(old.model, direction).load_state_dict(old.generators[direction])  # the blur kernels fit
+
+
+def test_the_prior_blur_is_set_per_direction() -> None:
+    model = dataclasses.replace(load_config("smoke").model, prior_smooth=(0.0, 1.0))
+    kernels = {d: build_generator(model, d).prior.kernel.shape[-1] for d in Direction}
+    assert kernels == {Direction.T1_TO_T2: 1, Direction.T2_TO_T1: 7}
