@@ -101,7 +101,7 @@ def package(out: Path, timing: dict[str, Any], target: Path, card: Path = CARD, 
     model = ModelFile.load(out / "run" / "model.pt")
     validation = json.loads(validation_file.read_text()) if validation_file.is_file() else {}
     model.provenance = {
-        "name": "mriganx-default-real-v3",
+        "name": "mriganx-default-real-v4",
         "licence": ("Apache-2.0 weights, trained on real scans under CC0 (AOMIC-PIOP2) and CC BY 3.0 (TCGA via TCIA): "
                     "attribute TCIA (Clark et al., J Digit Imaging 2013) and the TCGA-LGG collection when you use them"),
         "training_data": {
