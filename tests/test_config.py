@@ -17,14 +17,11 @@ def test_shipped_configs_load() -> None:
     assert default.model.generator is GeneratorKind.RESNET
     assert default.train.lambda_cycle == 10.0 and default.train.identity_weight == 0.5
     assert load_config("cpu").model.ngf < 64
-    # cpu-volume is cpu as a 2.5D model, with the decoder, no denoiser, no prior blur and no hold on the map, as the
-    # demo's documented figure was measured.
+    # cpu-volume is cpu as a 2.5D model, with the decoder and no denoiser, as the demo's documented figure was measured.
     volume, cpu = load_config("cpu-volume").to_dict(), load_config("cpu").to_dict()
     assert volume["model"].pop("context_slices") == 1 and cpu["model"].pop("context_slices") == 0
     assert (volume["model"].pop("upsample"), cpu["model"].pop("upsample")) == ("transposed", "resize")
     assert (volume["model"].pop("denoise"), cpu["model"].pop("denoise")) == ([0.0, 0.0], [5.0, 5.0])
-    assert (volume["model"].pop("prior_smooth"), cpu["model"].pop("prior_smooth")) == ([0.0, 0.0], [0.0, 0.7])
-    assert (volume["train"].pop("prior_weight"), cpu["train"].pop("prior_weight")) == ([0.0, 0.0], [10.0, 0.0])
     assert (volume["model"], volume["data"], volume["train"]) == (cpu["model"], cpu["data"], cpu["train"])
 
 
