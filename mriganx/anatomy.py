@@ -16,6 +16,11 @@ meets a brain-extracted or a 1 mm T2w. This module widens the T2w side the Synth
 
 Lesions are not modelled: a tumour is drawn as whatever tissue its T1w intensity resembles.
 
+Measured (docs/results.md, "v4"): two such T2w beside the real series did not help either direction on the
+development pairs, so the shipped recipe does not use them; ``scripts/ablation.py --data real+anatomy`` re-runs the
+rows. Fitting a tissue prior on drawn images is a trap: they lack the dark vessels and bone of real scans, which
+moves the prior's darkest-tissue knot (``--prior-from real`` fits it on the real scans instead).
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> t1 = np.zeros((24, 24, 24), np.float32)
