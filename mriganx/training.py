@@ -131,12 +131,14 @@ class GeneratorPair(nn.Module):
         self.g_t2_t1 = build_generator(config.model, Direction.T2_TO_T1)
 
     def forward(self, t1: torch.Tensor, t1_mask: torch.Tensor, t2: torch.Tensor, t2_mask: torch.Tensor,
-                identity: bool, anchor: bool = False) -> dict[str, torch.Tensor]:
+                identity: bool, anchor: tuple[bool, bool] = (False, False)) -> dict[str, torch.Tensor]:
         n = t1.shape[0]
         out: dict[str, torch.Tensor] = {}
-        if anchor:  # the tissue maps the translations are held near: targets, so no gradient flows into them
-            with torch.no_grad():
+        # The tissue maps the translations are held near (per direction): targets, so no gradient flows into them.
+        with torch.no_grad():
+            if anchor[0]:
                 out["map_t2"] = masked(self.g_t1_t2.tissue_map(t1), t1_mask)
+            if anchor[1]:
                 out["map_t1"] = masked(self.g_t2_t1.tissue_map(t2), t2_mask)
         if identity:
             out_t2 = self.g_t1_t2(torch.cat([t1, t2]))
@@ -235,7 +237,7 @@ class CycleGAN:
         if train.channels_last:
             t1, t2 = t1.contiguous(memory_format=torch.channels_last), t2.contiguous(memory_format=torch.channels_last)
         identity = train.identity_weight > 0
-        anchor = self.config.model.prior and any(train.prior_weight)
+        anchor = (self.config.model.prior and train.prior_weight[0] > 0, self.config.model.prior and train.prior_weight[1] > 0)
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
         with autocast:
             out = self.generator_step(t1, t1_mask, t2, t2_mask, identity, anchor)
@@ -253,11 +255,10 @@ class CycleGAN:
             idt_t2 = (out["same_t2"] - t2).abs().mean()
             loss_g = loss_g + train.lambda_cycle * train.identity_weight * (idt_t1 + idt_t2)
             losses.update({"g/identity_t1": idt_t1, "g/identity_t2": idt_t2})
-        if anchor:
-            prior_t2 = (out["fake_t2"] - out["map_t2"]).abs().mean()
-            prior_t1 = (out["fake_t1"] - out["map_t1"]).abs().mean()
-            loss_g = loss_g + train.prior_weight[0] * prior_t2 + train.prior_weight[1] * prior_t1
-            losses.update({"g/prior_t2": prior_t2, "g/prior_t1": prior_t1})
+        for side, contrast in enumerate(("t2", "t1")):  # T1w -> T2w makes T2w, T2w -> T1w makes T1w
+            if anchor[side]:
+                losses[f"g/prior_{contrast}"] = hold = (out[f"fake_{contrast}"] - out[f"map_{contrast}"]).abs().mean()
+                loss_g = loss_g + train.prior_weight[side] * hold
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
