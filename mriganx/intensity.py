@@ -7,8 +7,10 @@ view does not matter) goes to 1; values beyond are clipped. The two input intens
 *target contrast's training range* (the median of the ranges of the training images of that contrast), documented
 in ``model.pt`` and in ``docs/``.
 
-The head mask marks voxels that carry signal: above ``threshold`` of the range, with holes filled slice by slice
-(dark skull inside bright scalp is head) and specks smaller than ``min_area`` voxels dropped (noise in the air).
+The head mask marks voxels that carry signal: above a threshold, with holes filled slice by slice (dark skull inside
+bright scalp is head) and specks smaller than ``min_area`` voxels dropped (noise in the air). The threshold is 1 % of
+the range, or twice the scan's own air level where the air itself reaches 1 % (:func:`air_threshold`): a template,
+or a scan whose air carries a floor, would otherwise be head from edge to edge and its air translated as tissue.
 
 >>> import numpy as np
 >>> x = np.array([[0.0, 50.0], [100.0, 200.0]])
@@ -68,13 +70,36 @@ def denormalise(array: np.ndarray, rng: IntensityRange) -> np.ndarray:
     return np.asarray(scale(array))
 
 
-def head_mask(slices: np.ndarray, threshold: float = 0.01, min_area: int = 16) -> np.ndarray:
-    """Boolean head mask of normalised slices ``(n, rows, cols)`` (see the module docstring).
+def air_threshold(slices: np.ndarray, least: float = 0.01, most: float = 0.1) -> float:
+    """The head mask's threshold (a fraction of the range) for normalised slices ``(n, rows, cols)``.
+
+    The air level is the median of the slices' outer rows and columns, which lie in air on nearly every head scan.
+    Where it stays below ``least`` (brain-extracted, zero-filled and ordinary noisy scans) ``least`` already
+    separates air from head and is kept. Where the air itself reaches it (a template, a scan whose air carries a
+    floor) the threshold is twice the air level: that keeps most pure-noise air out (for Rician noise, about 94 %;
+    the isolated specks left are dropped as components smaller than ``min_area``) and every tissue of a real scan
+    in. A border brighter than ``most`` is not air but head (a field of view cropped to the head), and ``least``
+    is kept.
+
+    >>> air = np.full((1, 8, 8), -0.94); air[0, 2:6, 2:6] = 0.5   # air at 3 % of the range
+    >>> round(air_threshold(air), 3), air_threshold(np.full((1, 8, 8), -1.0)), air_threshold(np.full((1, 8, 8), 0.2))
+    (0.06, 0.01, 0.01)
+    """
+    border = np.concatenate([slices[:, [0, -1], :].ravel(), slices[:, :, [0, -1]].ravel()])
+    level = (float(np.median(border)) + 1.0) / 2.0
+    return 2.0 * level if least <= level <= most else least
+
+
+def head_mask(slices: np.ndarray, threshold: float | None = None, min_area: int = 16) -> np.ndarray:
+    """Boolean head mask of normalised slices ``(n, rows, cols)`` (see the module docstring); ``threshold`` is a
+    fraction of the range, by default :func:`air_threshold` of the slices.
 
     Each slice is its own 2D problem (4-connected components), but all are labelled in one SimpleITK call: the
     slices are stacked with an empty plane between neighbours, so no component reaches across slices and the
     result is the slice-by-slice one (``tests/test_intensity.py`` checks it), without a few hundred calls per volume.
     """
+    if threshold is None:
+        threshold = air_threshold(slices)
     signal = slices > (-1.0 + 2.0 * threshold)
     if not signal.any():
         return np.zeros_like(signal)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mriganx.intensity import IntensityRange, denormalise, fit_range, head_mask, median_range, normalise, pad_slices
+from mriganx.intensity import IntensityRange, air_threshold, denormalise, fit_range, head_mask, median_range, normalise, pad_slices
 
 
 def test_range_ignores_background_and_outliers() -> None:
@@ -45,6 +45,19 @@ def test_head_mask_fills_dark_skull_and_drops_specks() -> None:
     assert mask[30, 30] and mask[30, 30 + 20], "the dark ring inside the head belongs to the head"
     assert not mask[2, 2], "a speck in the air is not head"
     assert not mask[0, 0]
+
+
+def test_the_head_mask_follows_the_air_level_of_the_scan() -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:60, :60]
+    head = np.hypot(yy - 30, xx - 30) < 20
+    # Air with a floor at 4 % of the range (a template's, or an offset's); dim tissue at 15 %, bright at 75 %.
+    slices = np.where(head, np.where(xx < 30, -0.7, 0.5), -0.92 + 0.01 * rng.standard_normal((60, 60)))[None]
+    mask = head_mask(slices.astype(np.float32))[0]
+    assert np.array_equal(mask, head), "the air is not head, every tissue is"
+    assert head_mask(slices.astype(np.float32), threshold=0.01)[0].all(), "the fixed 1 % takes the whole field"
+    black = np.where(head, slices[0], -1.0)[None]
+    assert air_threshold(black) == 0.01
 
 
 def test_padding_is_exactly_undone() -> None:

@@ -59,3 +59,24 @@ def test_the_contrast_is_inverted_inside_the_brain_of_gli_00001(direction: str, 
     ranks = [np.argsort(np.argsort(values)) for values in (source, translated)]
     # Real T1w/T2w pairs give -0.49 to -0.91 (issue 22); a model that keeps the input's contrast gives above 0.
     assert np.corrcoef(*ranks)[0, 1] < -0.4
+
+
+def test_air_with_a_floor_stays_dark(tmp_path: Path) -> None:
+    """A scan whose air is not black (a template, an offset, a filtered background) keeps dark air: before the head
+    mask's threshold followed the scan's own air level, a 3 % floor in the air of this T1w became bright "CSF" in
+    every air voxel of the synthetic T2w."""
+    image = nib.load(REAL_DEV / "tcga-DU-7294_desc-brain_T1w.nii.gz")
+    values = image.get_fdata(dtype=np.float32)
+    air = values <= values.min()
+    top = np.percentile(values[~air], 99.5)
+    noise = np.random.default_rng(0).normal(0.0, 0.005 * top, values.shape)
+    floored = np.where(air, 0.03 * top + noise, values).astype(np.float32)
+    floored[0, 0, 0] = 0.0  # the scan's minimum stays 0, as in a template
+    source = tmp_path / "floored_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(floored, image.affine), source)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["convert", str(source), "--direction", "t1-to-t2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    translated = nib.load(next(out.glob("*.nii.gz"))).get_fdata()
+    bright = translated[air] > 0.1 * np.percentile(translated[~air], 99.5)
+    assert bright.mean() < 0.01

@@ -39,7 +39,11 @@ def translate(export_dir: Path, scan: Path, out: Path, direction: str = "t1-to-t
     low = np.percentile(volume, given["lower_percentile"])
     high = np.percentile(volume[volume > low], given["upper_percentile"])
     x = np.clip(2 * (volume - low) / (high - low) - 1, -1, 1).astype(np.float32)
-    head = x > -1 + 2 * 0.01
+    # Head: above 1 % of the range, or, where the air (the slices' outer rows and columns) lies at 1-10 %, above
+    # twice the air level.
+    border = np.concatenate([x[:, [0, -1], :].ravel(), x[:, :, [0, -1]].ravel()])
+    air = (np.median(border) + 1) / 2
+    head = x > -1 + 2 * (2 * air if 0.01 <= air <= 0.1 else 0.01)
 
     # Pad rows and columns with background to the multiple, symmetrically.
     multiple, (rows, cols) = given["height_width_multiple"], x.shape[1:]
