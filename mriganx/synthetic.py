@@ -13,9 +13,7 @@ noise-free signal is 1000 (fat in T1w, CSF in T2w); air is exactly 0 unless ``no
 
 By default every subject is scanned the same way (:data:`T1W_SEQUENCE`, :data:`T2W_SEQUENCE`, no bias, no noise,
 full resolution, with scalp and skull). :func:`make_phantom` takes the acquisition as arguments (sequence timings,
-an inversion-recovery T1w, relaxation times that differ per subject, brain extraction, blur, thick slices), and
-:func:`varied_parameters` / :func:`draw_varied_phantom` draw them at random over the range real scans show: the
-training data of a model meant for real scans.
+an inversion-recovery T1w, relaxation times that differ per subject, brain extraction, blur, thick slices).
 
 Everything is plain numpy; a 181x217x181 subject takes one to two seconds, a (48, 56, 40) grid at 4 mm a few
 hundredths of one.
@@ -57,9 +55,6 @@ __all__ = [
     "inversion_recovery",
     "mni_affine",
     "make_phantom",
-    "VARIED_RANGES",
-    "varied_parameters",
-    "draw_varied_phantom",
     "write_subjects",
 ]
 
@@ -713,115 +708,6 @@ def make_phantom(
         },
     }
     return Phantom(t1=t1, t2=t2, labels=labels, affine=affine, parameters=parameters)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Varied acquisitions: the training data of a model meant for real scans
-
-# What :func:`varied_parameters` draws from; each range is uniform. A fact of the default model's training data.
-VARIED_RANGES: dict[str, Any] = {
-    # The three probabilities are shares of a low-discrepancy sequence over the seed (see varied_parameters).
-    "t1w_inversion_probability": 0.5,  # MPRAGE-like inversion recovery, else a spin echo
-    "t1w_spin_echo_tr_ms": (350.0, 800.0),
-    "t1w_spin_echo_te_ms": (8.0, 20.0),
-    "t1w_inversion_tr_ms": (1800.0, 2300.0),
-    "t1w_inversion_ti_ms": (800.0, 1100.0),
-    "t1w_inversion_te_ms": (2.0, 5.0),
-    "t2w_tr_ms": (2500.0, 6000.0),
-    "t2w_te_ms": (70.0, 130.0),
-    "tissue_jitter": 0.15,  # fixed: the factors themselves are drawn per subject by make_phantom
-    "skull_strip_probability": 0.35,
-    "bias": (0.0, 0.3),
-    "noise": (0.0, 0.03),
-    "blur_mm": (0.0, 1.5),
-    "thick_slices_probability": 0.25,
-    "slice_thickness_mm": (3.0, 5.0),
-}
-
-
-# Steps of the yes/no choices' sequences over seed pairs (inversion recovery, brain extraction, thick slices): 1/phi,
-# sqrt(2) - 1, sqrt(3) - 1, irrational and independent over the rationals, so the choices are independent in the
-# long run and every run of consecutive pairs hits each share closely.
-_CHOICE_STEPS = ((math.sqrt(5.0) - 1.0) / 2.0, math.sqrt(2.0) - 1.0, math.sqrt(3.0) - 1.0)
-
-
-def varied_parameters(seed: int) -> dict[str, Any]:
-    """The acquisition of varied subject ``seed``: :func:`make_phantom` keyword arguments as a JSON-ready dict.
-
-    Over :data:`VARIED_RANGES`, each range uniform:
-
-    - T1w: in half of the subjects a spin echo, TR 350-800 ms, TE 8-20 ms; in the other half an MPRAGE-like
-      inversion recovery, TR 1800-2300 ms, TI 800-1100 ms, TE 2-5 ms.
-    - T2w: spin echo, TR 2500-6000 ms, TE 70-130 ms.
-    - Tissue parameters: ``tissue_jitter`` 0.15 (T1 and T2 within +-15 % of BrainWeb's 1.5 T values, mostly shared
-      by all tissues; PD within +-3 %; see :func:`make_phantom`). Field strength changes relaxation times by more
-      than that (T1 at 3 T is some 1.3-1.6 times that at 1.5 T), but only T1/TR, TI/T1 and TE/T2 matter, and the
-      TR, TI and TE ranges cover the rest.
-    - Brain extraction (``skull_strip``) in 35 % of the subjects.
-    - Bias field amplitude 0-0.3, Rician noise sigma 0-3 % of the image maximum.
-    - Blur 0-1.5 mm FWHM; in 25 % of the subjects thick axial slices of 3-5 mm (else none).
-
-    Seeds ``2k`` and ``2k + 1`` (two different heads) share everything that is not a contrast's own timing: brain
-    extraction, bias amplitude, noise, blur and slice thickness (and the inversion-or-not choice). An unpaired
-    training set with T1w from even and T2w from odd subjects thus shows both contrasts with the very same spread
-    of everything the translation must keep, and nothing to learn from it but the contrast. (Independent draws
-    give, for example, 7 of 12 brain-extracted T1w against 1 of 12 T2w, or twice the noise in one folder: enough
-    to teach a translator to remove or grow a skull, or to add noise.) The timings come from a stream of their own
-    per seed (``SeedSequence(seed, spawn_key=(1,))``), the shared values from one per pair
-    (``SeedSequence(k, spawn_key=(2,))``), both independent of the anatomy that ``seed`` gives, each value from its
-    own fixed draw. The three yes/no choices are not coin flips but a low-discrepancy sequence over the pairs (yes
-    where ``(0.5 + k * step) mod 1`` is below the share, one irrational step per choice), so any run of
-    consecutive seeds has close to the stated shares.
-
-    The same acquisition serves both contrasts of the subject (each contrast has its own bias field).
-
-    >>> p = varied_parameters(7)
-    >>> p == varied_parameters(7), sorted(p)[:4]
-    (True, ['bias', 'blur_mm', 'noise', 'skull_strip'])
-    >>> [sum(varied_parameters(s)["skull_strip"] for s in range(start, 24, 2)) for start in (0, 1)]
-    [4, 4]
-    """
-    r = VARIED_RANGES
-    pair = seed // 2
-    own = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).random(5)
-    shared = np.random.default_rng(np.random.SeedSequence(pair, spawn_key=(2,))).random(4)
-    inversion, stripped, thick = (
-        (0.5 + pair * step) % 1.0 < r[key]
-        for step, key in zip(
-            _CHOICE_STEPS, ("t1w_inversion_probability", "skull_strip_probability", "thick_slices_probability")
-        )
-    )
-
-    def span(key: str, draw: float) -> float:
-        low, high = r[key]
-        return float(low + (high - low) * draw)
-
-    kind = "inversion" if inversion else "spin_echo"
-    return {
-        "noise": span("noise", shared[0]),
-        "bias": span("bias", shared[1]),
-        "t1w_sequence": [span(f"t1w_{kind}_tr_ms", own[0]), span(f"t1w_{kind}_te_ms", own[1])],
-        "t2w_sequence": [span("t2w_tr_ms", own[3]), span("t2w_te_ms", own[4])],
-        "t1w_inversion": span("t1w_inversion_ti_ms", own[2]) if inversion else None,
-        "tissue_jitter": float(r["tissue_jitter"]),
-        "skull_strip": bool(stripped),
-        "blur_mm": span("blur_mm", shared[2]),
-        "slice_thickness_mm": span("slice_thickness_mm", shared[3]) if thick else 0.0,
-    }
-
-
-def draw_varied_phantom(
-    seed: int, shape: Sequence[int] = MNI_SHAPE, spacing: float | Sequence[float] = 1.0, axcodes: str = "RAS"
-) -> Phantom:
-    """Subject ``seed`` (the head of ``make_phantom(seed)``) scanned with :func:`varied_parameters` ``(seed)``.
-
-    :attr:`Phantom.parameters` holds the acquisition and the jittered tissue values, for provenance.
-
-    >>> ph = draw_varied_phantom(5, shape=(48, 56, 40), spacing=4.0)
-    >>> ph.parameters["t1w_sequence"] == varied_parameters(5)["t1w_sequence"]
-    True
-    """
-    return make_phantom(seed, shape, spacing, axcodes, **varied_parameters(seed))
 
 
 # --------------------------------------------------------------------------------------------------------------------
