@@ -148,3 +148,22 @@ def test_the_resize_decoder_has_no_transposed_convolution_and_no_checkerboard() 
         phases = torch.stack([inner[:, i::2, j::2].mean() for i in (0, 1) for j in (0, 1)])
         assert bool(phases.std() > 1e-4) is grid_expected
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in ResnetGenerator(ngf=8, n_blocks=1).modules())
+
+
+def test_the_resize_decoder_computes_the_same_at_the_input_resolution_in_evaluation() -> None:
+    # Evaluation folds "upsample, then 3x3 convolution" into four 2x2 convolutions of the input; training runs it
+    # as written. Odd sizes and a non-square map check the borders (reflection of the upsampled image).
+    torch.manual_seed(0)
+    stage = _upsample(6, 3, Upsampling.RESIZE)
+    init_weights(stage, std=0.3)
+    torch.nn.init.normal_(stage[1].conv.bias)
+    x = torch.randn(2, 6, 7, 10)
+    stage.train()
+    written = stage(x).detach()
+    stage.eval()
+    with torch.no_grad():
+        folded = stage(x)
+        scripted = torch.jit.script(stage)(x)
+    assert folded.shape == written.shape == (2, 3, 14, 20)
+    torch.testing.assert_close(folded, written, atol=1e-5, rtol=0)
+    torch.testing.assert_close(scripted, folded, atol=1e-6, rtol=0)
