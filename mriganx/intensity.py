@@ -9,8 +9,8 @@ in ``model.pt`` and in ``docs/``.
 
 The head mask marks voxels that carry signal: above a threshold, with holes filled slice by slice (dark skull inside
 bright scalp is head) and specks smaller than ``min_area`` voxels dropped (noise in the air). The threshold is 1 % of
-the range, or twice the scan's own air level where the air itself reaches 1 % (:func:`air_threshold`): a template,
-or a scan whose air carries a floor, would otherwise be head from edge to edge and its air translated as tissue.
+the range, or twice the scan's own air level where that air lies at 1-10 % (:func:`air_threshold`): a template, or
+a scan whose air carries a floor, would otherwise be head from edge to edge and its air translated as tissue.
 
 >>> import numpy as np
 >>> x = np.array([[0.0, 50.0], [100.0, 200.0]])
