@@ -4,7 +4,8 @@
     python docs/examples/onnx_translate.py exported scan.nii.gz scan_t2.nii.gz [t1-to-t2|t2-to-t1]
 
 Needs nibabel, numpy and onnxruntime only. It does what ``mriganx convert`` does around the network, in short: the
-head mask is a plain threshold here (mriganx also fills holes and drops specks), and it takes a scan whose in-plane
+head mask is a plain threshold here (mriganx also fills holes and drops specks: where the air is noisy, the few noise
+voxels above the threshold come out as specks here and not there), and it takes a scan whose in-plane
 voxels already have the model's training size (``input.in_plane_mm``; resample others first). Written as an example
 to read; ``tests/test_export.py`` runs it and compares it with ``mriganx convert``.
 """
