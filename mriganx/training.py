@@ -237,7 +237,7 @@ class CycleGAN:
         if train.channels_last:
             t1, t2 = t1.contiguous(memory_format=torch.channels_last), t2.contiguous(memory_format=torch.channels_last)
         identity = train.identity_weight > 0
-        anchor = (self.config.model.prior and train.prior_weight[0] > 0, self.config.model.prior and train.prior_weight[1] > 0)
+        anchor = (train.prior_weight[0] > 0, train.prior_weight[1] > 0)  # Config refuses a weight without a prior
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
         with autocast:
             out = self.generator_step(t1, t1_mask, t2, t2_mask, identity, anchor)
